@@ -1,0 +1,517 @@
+//! The decision core (SPEC §3): one function from a transport-neutral
+//! request to `Allow` or `Deny`. Every surface (gRPC, HTTP, the `check`
+//! command) translates into [`CheckRequest`] and out of [`Decision`]; none
+//! decides anything itself.
+
+pub mod abilities;
+pub mod client_ip;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{Store, StoreError};
+use crate::token::{PresentedToken, TokenFormat, TokenKey};
+pub use abilities::{Abilities, Ability, Requirements};
+pub use client_ip::NetList;
+
+/// A calling system, as the decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub id: i64,
+    pub name: String,
+    pub is_active: bool,
+    pub ip_allowlist: NetList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "access" => Some(Self::Access),
+            "refresh" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// A token row together with its service: everything a decision reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub digest: crate::token::TokenDigest,
+    pub kind: TokenKind,
+    pub abilities: Abilities,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub service: ServiceRecord,
+}
+
+/// Why a request was denied; the first failing row of SPEC §3 decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    MissingToken,
+    MalformedToken,
+    InvalidToken,
+    TokenRevoked,
+    TokenExpired,
+    WrongTokenKind,
+    ServiceDisabled,
+    IpNotAllowed,
+    InsufficientAbility,
+}
+
+impl DenyReason {
+    pub const ALL: [DenyReason; 9] = [
+        Self::MissingToken,
+        Self::MalformedToken,
+        Self::InvalidToken,
+        Self::TokenRevoked,
+        Self::TokenExpired,
+        Self::WrongTokenKind,
+        Self::ServiceDisabled,
+        Self::IpNotAllowed,
+        Self::InsufficientAbility,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::MalformedToken => "malformed_token",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenRevoked => "token_revoked",
+            Self::TokenExpired => "token_expired",
+            Self::WrongTokenKind => "wrong_token_kind",
+            Self::ServiceDisabled => "service_disabled",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::InsufficientAbility => "insufficient_ability",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::MissingToken => "no bearer token was sent",
+            Self::MalformedToken => "the bearer token is not a well-formed gatepass token",
+            Self::InvalidToken => "the bearer token is not known",
+            Self::TokenRevoked => "the bearer token was revoked",
+            Self::TokenExpired => "the bearer token has expired",
+            Self::WrongTokenKind => "refresh tokens are only accepted at the refresh endpoint",
+            Self::ServiceDisabled => "the calling service is disabled",
+            Self::IpNotAllowed => "the client address is not in the service's allowlist",
+            Self::InsufficientAbility => "the token lacks an ability this route requires",
+        }
+    }
+
+    /// 401 for problems with the credential, 403 for a valid credential
+    /// that may not do this.
+    pub fn http_status(self) -> u16 {
+        if self.is_unauthenticated() { 401 } else { 403 }
+    }
+
+    pub fn is_unauthenticated(self) -> bool {
+        matches!(
+            self,
+            Self::MissingToken
+                | Self::MalformedToken
+                | Self::InvalidToken
+                | Self::TokenRevoked
+                | Self::TokenExpired
+                | Self::WrongTokenKind
+        )
+    }
+
+    /// `WWW-Authenticate` for a 401 as RFC 6750 §3 writes it.
+    pub fn www_authenticate(self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken => Some(r#"Bearer realm="gatepass""#),
+            reason if reason.is_unauthenticated() => {
+                Some(r#"Bearer realm="gatepass", error="invalid_token""#)
+            }
+            _ => None,
+        }
+    }
+
+    /// `{"error":"<reason>","error_description":"…"}`. Both parts are
+    /// fixed strings without characters JSON would escape.
+    pub fn json_body(self) -> String {
+        format!(
+            r#"{{"error":"{}","error_description":"{}"}}"#,
+            self.as_str(),
+            self.description()
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Arc<TokenRecord>),
+    Deny(DenyReason),
+}
+
+/// A check as every surface sees it. `method`, `host` and `path` are what
+/// route policies match on.
+#[derive(Debug, Clone, Default)]
+pub struct CheckRequest<'a> {
+    /// The raw `Authorization` header value, if any.
+    pub authorization: Option<&'a [u8]>,
+    pub client_ip: Option<IpAddr>,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    /// Requirements the proxy added for this route.
+    pub requirements: Requirements,
+}
+
+/// The only error a check can have: the answer cannot be known. Surfaces map
+/// it to UNAVAILABLE / 503, never to an allow.
+#[derive(Debug, thiserror::Error)]
+#[error("token store unavailable: {0}")]
+pub struct CheckError(#[from] pub StoreError);
+
+/// What the decision needs besides the token record.
+#[derive(Debug, Clone)]
+pub struct DecisionContext<'a> {
+    pub now: DateTime<Utc>,
+    pub client_ip: Option<IpAddr>,
+    pub requirements: &'a Requirements,
+    pub max_age: Option<chrono::Duration>,
+}
+
+/// Rows 3 to 9 of the decision table, in order, as a pure function. `record`
+/// is what the store found for the presented token's key.
+pub fn decide(
+    presented: &PresentedToken,
+    record: Option<Arc<TokenRecord>>,
+    context: &DecisionContext<'_>,
+) -> Decision {
+    let Some(record) = record.filter(|record| record.digest.matches(&presented.digest)) else {
+        return Decision::Deny(DenyReason::InvalidToken);
+    };
+    let now = context.now;
+    let expired = record.expires_at.is_some_and(|at| at <= now)
+        || context
+            .max_age
+            .is_some_and(|max_age| record.created_at + max_age <= now);
+    // Any revocation counts at once: comparing with our clock would let a
+    // skew between gatepass and the database resurrect a revoked token.
+    let reason = if record.revoked_at.is_some() {
+        Some(DenyReason::TokenRevoked)
+    } else if expired {
+        Some(DenyReason::TokenExpired)
+    } else if record.kind != TokenKind::Access {
+        Some(DenyReason::WrongTokenKind)
+    } else if !record.service.is_active {
+        Some(DenyReason::ServiceDisabled)
+    } else if !record.service.ip_allowlist.admits(context.client_ip) {
+        Some(DenyReason::IpNotAllowed)
+    } else if !context.requirements.satisfied_by(&record.abilities) {
+        Some(DenyReason::InsufficientAbility)
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Decision::Deny(reason),
+        None => Decision::Allow(record),
+    }
+}
+
+/// Returns the token of an `Authorization: Bearer <token>` header; the
+/// scheme is case-insensitive. `None` when another scheme is used, which
+/// counts as no bearer credential at all (RFC 6750 §3).
+pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let trimmed = authorization.trim_ascii();
+    let (scheme, rest) = trimmed.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    match rest.first() {
+        None => Some(rest),
+        Some(b' ' | b'\t') => Some(rest.trim_ascii_start()),
+        Some(_) => None,
+    }
+}
+
+/// Resolves tokens and decides. Cheap to clone; shared by every surface.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    store: Store,
+    format: TokenFormat,
+    max_age: Option<chrono::Duration>,
+}
+
+impl Authorizer {
+    pub fn new(store: Store, format: TokenFormat, max_age: Option<chrono::Duration>) -> Self {
+        Self {
+            store,
+            format,
+            max_age,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
+        let Some(token) = request.authorization.and_then(bearer_token) else {
+            return Ok(Decision::Deny(DenyReason::MissingToken));
+        };
+        let Ok(presented) = self.format.parse(token) else {
+            return Ok(Decision::Deny(DenyReason::MalformedToken));
+        };
+        let record = self.lookup(presented.key).await?;
+        let context = DecisionContext {
+            now: Utc::now(),
+            client_ip: request.client_ip,
+            requirements: &request.requirements,
+            max_age: self.max_age,
+        };
+        Ok(decide(&presented, record, &context))
+    }
+
+    async fn lookup(&self, key: TokenKey) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let record = match key {
+            TokenKey::Id(id) => self.store.find_token_by_id(id).await?,
+            TokenKey::Digest(digest) => self.store.find_token_by_digest(&digest).await?,
+        };
+        Ok(record.map(Arc::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::abilities::parse_ability_list;
+    use crate::token::TokenDigest;
+    use chrono::Duration;
+
+    const SECRET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN";
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            id: 7,
+            digest: TokenDigest::of(SECRET),
+            kind: TokenKind::Access,
+            abilities: Abilities::new(parse_ability_list("orders:read,inventory:*").unwrap()),
+            expires_at: None,
+            revoked_at: None,
+            created_at: Utc::now() - Duration::hours(1),
+            service: ServiceRecord {
+                id: 3,
+                name: "billing".into(),
+                is_active: true,
+                ip_allowlist: NetList::default(),
+            },
+        }
+    }
+
+    fn presented() -> PresentedToken {
+        PresentedToken {
+            key: TokenKey::Id(7),
+            digest: TokenDigest::of(SECRET),
+        }
+    }
+
+    fn decide_with(
+        record: TokenRecord,
+        client_ip: Option<IpAddr>,
+        requirements: &Requirements,
+    ) -> Decision {
+        let context = DecisionContext {
+            now: Utc::now(),
+            client_ip,
+            requirements,
+            max_age: None,
+        };
+        decide(&presented(), Some(Arc::new(record)), &context)
+    }
+
+    fn reason(decision: Decision) -> Option<DenyReason> {
+        match decision {
+            Decision::Allow(_) => None,
+            Decision::Deny(reason) => Some(reason),
+        }
+    }
+
+    fn none() -> Requirements {
+        Requirements::default()
+    }
+
+    #[test]
+    fn valid_token_is_allowed_with_its_record() {
+        let decision = decide_with(record(), None, &none());
+        assert!(matches!(decision, Decision::Allow(r) if r.service.name == "billing"));
+    }
+
+    #[test]
+    fn unknown_token_is_invalid() {
+        let context = DecisionContext {
+            now: Utc::now(),
+            client_ip: None,
+            requirements: &none(),
+            max_age: None,
+        };
+        assert_eq!(
+            reason(decide(&presented(), None, &context)),
+            Some(DenyReason::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn wrong_secret_for_known_id_is_invalid() {
+        let mut wrong = record();
+        wrong.digest = TokenDigest::of(b"something else");
+        assert_eq!(
+            reason(decide_with(wrong, None, &none())),
+            Some(DenyReason::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn revoked_token_is_denied_before_expiry_is_considered() {
+        let mut revoked = record();
+        revoked.revoked_at = Some(Utc::now() - Duration::seconds(1));
+        revoked.expires_at = Some(Utc::now() - Duration::seconds(1));
+        assert_eq!(
+            reason(decide_with(revoked, None, &none())),
+            Some(DenyReason::TokenRevoked)
+        );
+    }
+
+    #[test]
+    fn expired_token_is_denied() {
+        let mut expired = record();
+        expired.expires_at = Some(Utc::now() - Duration::seconds(1));
+        assert_eq!(
+            reason(decide_with(expired, None, &none())),
+            Some(DenyReason::TokenExpired)
+        );
+        let mut future = record();
+        future.expires_at = Some(Utc::now() + Duration::hours(1));
+        assert_eq!(reason(decide_with(future, None, &none())), None);
+    }
+
+    #[test]
+    fn global_max_age_expires_old_tokens() {
+        let requirements = none();
+        let context = DecisionContext {
+            now: Utc::now(),
+            client_ip: None,
+            requirements: &requirements,
+            max_age: Some(Duration::minutes(30)),
+        };
+        let decision = decide(&presented(), Some(Arc::new(record())), &context);
+        assert_eq!(reason(decision), Some(DenyReason::TokenExpired));
+    }
+
+    #[test]
+    fn refresh_token_is_the_wrong_kind_after_expiry_checks() {
+        let mut refresh = record();
+        refresh.kind = TokenKind::Refresh;
+        assert_eq!(
+            reason(decide_with(refresh.clone(), None, &none())),
+            Some(DenyReason::WrongTokenKind)
+        );
+        refresh.expires_at = Some(Utc::now() - Duration::seconds(1));
+        assert_eq!(
+            reason(decide_with(refresh, None, &none())),
+            Some(DenyReason::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn disabled_service_is_denied_before_ip_and_abilities() {
+        let mut disabled = record();
+        disabled.service.is_active = false;
+        disabled.service.ip_allowlist = NetList::parse("10.0.0.0/8").unwrap();
+        let mut requirements = none();
+        requirements.require_all("admin");
+        assert_eq!(
+            reason(decide_with(disabled, None, &requirements)),
+            Some(DenyReason::ServiceDisabled)
+        );
+    }
+
+    #[test]
+    fn client_outside_allowlist_is_denied_before_abilities() {
+        let mut listed = record();
+        listed.service.ip_allowlist = NetList::parse("10.0.0.0/8, 2001:db8::/32").unwrap();
+        let mut requirements = none();
+        requirements.require_all("admin");
+        let outside = Some("192.0.2.1".parse().unwrap());
+        assert_eq!(
+            reason(decide_with(listed.clone(), outside, &requirements)),
+            Some(DenyReason::IpNotAllowed)
+        );
+        assert_eq!(
+            reason(decide_with(listed.clone(), None, &none())),
+            Some(DenyReason::IpNotAllowed)
+        );
+        let inside_v6 = Some("2001:db8::9".parse().unwrap());
+        assert_eq!(
+            reason(decide_with(listed.clone(), inside_v6, &none())),
+            None
+        );
+        let mapped = Some("::ffff:10.9.9.9".parse().unwrap());
+        assert_eq!(reason(decide_with(listed, mapped, &none())), None);
+    }
+
+    #[test]
+    fn missing_ability_is_insufficient() {
+        let mut requirements = none();
+        requirements.require_all("orders:read,inventory:write");
+        assert_eq!(reason(decide_with(record(), None, &requirements)), None);
+        requirements.require_any("orders:write,billing:read");
+        assert_eq!(
+            reason(decide_with(record(), None, &requirements)),
+            Some(DenyReason::InsufficientAbility)
+        );
+    }
+
+    #[test]
+    fn statuses_and_challenges_follow_the_table() {
+        for reason in DenyReason::ALL {
+            let unauthenticated = reason.http_status() == 401;
+            assert_eq!(reason.www_authenticate().is_some(), unauthenticated);
+            let body: serde_json::Value = serde_json::from_str(&reason.json_body()).unwrap();
+            assert_eq!(body["error"], reason.as_str());
+        }
+        assert_eq!(DenyReason::ServiceDisabled.http_status(), 403);
+        assert_eq!(DenyReason::IpNotAllowed.http_status(), 403);
+        assert_eq!(DenyReason::InsufficientAbility.http_status(), 403);
+        assert_eq!(
+            DenyReason::MissingToken.www_authenticate(),
+            Some(r#"Bearer realm="gatepass""#)
+        );
+        assert_eq!(
+            DenyReason::TokenRevoked.www_authenticate(),
+            Some(r#"Bearer realm="gatepass", error="invalid_token""#)
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_missing() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bEaReR   abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Bearer"), Some(&b""[..]));
+        assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token(b"Bearerabc"), None);
+        assert_eq!(bearer_token(b""), None);
+        assert_eq!(bearer_token("Bé".as_bytes()), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Client addresses: service allowlists, trusted proxies and the headers
+//! proxies use to pass the original client on.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+
+/// A list of networks written as CIDRs or bare addresses, IPv4 or IPv6.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetList(Vec<IpNet>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidNet {
+    #[error("{0:?} is not an IP address or CIDR")]
+    Unparsable(String),
+    #[error("{given} has host bits set; did you mean {network}?")]
+    HostBitsSet { given: String, network: IpNet },
+}
+
+impl NetList {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets.into_iter().map(canonical_net).collect())
+    }
+
+    /// Parses `10.0.0.0/8, 192.168.1.7, 2001:db8::/32`. Blank entries are
+    /// ignored, so an empty string is an empty list.
+    pub fn parse(list: &str) -> Result<Self, InvalidNet> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(parse_net)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::new)
+    }
+
+    pub fn loopback() -> Self {
+        Self::new(vec![
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("valid prefix")),
+            IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ])
+    }
+
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// An allowlist: empty admits any address, and an unknown address is
+    /// admitted only by an empty list.
+    pub fn admits(&self, ip: Option<IpAddr>) -> bool {
+        self.is_empty() || ip.is_some_and(|ip| self.contains(ip))
+    }
+}
+
+impl std::fmt::Display for NetList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, net) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            // Bare addresses print without their /32 or /128.
+            if net.prefix_len() == net.max_prefix_len() {
+                write!(f, "{}", net.addr())?;
+            } else {
+                write!(f, "{net}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_net(entry: &str) -> Result<IpNet, InvalidNet> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    let net: IpNet = entry
+        .parse()
+        .map_err(|_| InvalidNet::Unparsable(entry.to_owned()))?;
+    if net.trunc() != net {
+        return Err(InvalidNet::HostBitsSet {
+            given: entry.to_owned(),
+            network: net.trunc(),
+        });
+    }
+    Ok(net)
+}
+
+/// `::ffff:10.0.0.0/104` is stored and matched as `10.0.0.0/8`, the same way
+/// client addresses are canonicalised.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
+/// The client behind an HTTP proxy (SPEC §5): the peer itself unless the
+/// peer is a trusted proxy; then `X-Real-IP`, else the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_behind_proxies(
+    peer: IpAddr,
+    trusted: &NetList,
+    x_real_ip: Option<&str>,
+    x_forwarded_for: Option<&str>,
+) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    if let Some(real) = x_real_ip.and_then(|value| value.trim().parse::<IpAddr>().ok()) {
+        return real.to_canonical();
+    }
+    let Some(forwarded) = x_forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for entry in forwarded.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(ip) => client = ip.to_canonical(),
+            Ok(ip) => return ip.to_canonical(),
+            // Anything left of an entry we cannot read was written by
+            // someone we cannot vouch for.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
+/// The client behind Envoy (SPEC §5): with `trusted_hops` = 0 the source
+/// address; with N > 0 the (N+1)-th `x-forwarded-for` entry from the right,
+/// as Envoy's own `xff_num_trusted_hops` reads it once it has appended its
+/// peer. Too few entries fall back to the source address.
+pub fn client_behind_envoy(
+    source: Option<IpAddr>,
+    trusted_hops: u32,
+    x_forwarded_for: Option<&str>,
+) -> Option<IpAddr> {
+    if trusted_hops == 0 {
+        return source.map(|ip| ip.to_canonical());
+    }
+    x_forwarded_for
+        .and_then(|forwarded| forwarded.rsplit(',').nth(trusted_hops as usize))
+        .and_then(|entry| entry.trim().parse::<IpAddr>().ok())
+        .or(source)
+        .map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn empty_allowlist_admits_anyone_even_unknown() {
+        let list = NetList::parse("").unwrap();
+        assert!(list.admits(Some(ip("203.0.113.9"))));
+        assert!(list.admits(None));
+    }
+
+    #[test]
+    fn allowlist_matches_cidrs_and_bare_addresses_of_both_families() {
+        let list = NetList::parse("10.0.0.0/8, 192.168.1.7, 2001:db8::/32, ::1").unwrap();
+        assert!(list.admits(Some(ip("10.20.30.40"))));
+        assert!(list.admits(Some(ip("192.168.1.7"))));
+        assert!(!list.admits(Some(ip("192.168.1.8"))));
+        assert!(list.admits(Some(ip("2001:db8:1::5"))));
+        assert!(list.admits(Some(ip("::1"))));
+        assert!(!list.admits(Some(ip("2001:db9::1"))));
+        assert!(!list.admits(None));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_client_is_matched_as_ipv4() {
+        let list = NetList::parse("10.0.0.0/8").unwrap();
+        assert!(list.admits(Some(ip("::ffff:10.1.2.3"))));
+        let mapped_list = NetList::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped_list.admits(Some(ip("10.1.2.3"))));
+    }
+
+    #[test]
+    fn bad_entries_are_clear_errors() {
+        assert_eq!(
+            NetList::parse("10.0.0.0/8, nope"),
+            Err(InvalidNet::Unparsable("nope".into()))
+        );
+        assert!(matches!(
+            NetList::parse("10.1.2.3/8"),
+            Err(InvalidNet::HostBitsSet { .. })
+        ));
+        assert!(NetList::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let list = NetList::parse("10.0.0.0/8,192.168.1.7,2001:db8::/32").unwrap();
+        assert_eq!(list.to_string(), "10.0.0.0/8,192.168.1.7,2001:db8::/32");
+        assert_eq!(NetList::parse(&list.to_string()).unwrap(), list);
+    }
+
+    #[test]
+    fn untrusted_peer_headers_are_ignored() {
+        let trusted = NetList::loopback();
+        let client = client_behind_proxies(
+            ip("198.51.100.4"),
+            &trusted,
+            Some("10.0.0.1"),
+            Some("10.0.0.2"),
+        );
+        assert_eq!(client, ip("198.51.100.4"));
+    }
+
+    #[test]
+    fn trusted_peer_x_real_ip_wins() {
+        let client = client_behind_proxies(
+            ip("127.0.0.1"),
+            &NetList::loopback(),
+            Some("203.0.113.5"),
+            Some("10.0.0.2"),
+        );
+        assert_eq!(client, ip("203.0.113.5"));
+    }
+
+    #[test]
+    fn trusted_peer_uses_rightmost_untrusted_forwarded_entry() {
+        let trusted = NetList::parse("127.0.0.0/8,10.0.0.0/8").unwrap();
+        let client = client_behind_proxies(
+            ip("127.0.0.1"),
+            &trusted,
+            None,
+            Some("6.6.6.6, 203.0.113.5, 10.1.1.1"),
+        );
+        assert_eq!(client, ip("203.0.113.5"));
+        let all_trusted = client_behind_proxies(ip("127.0.0.1"), &trusted, None, Some("10.0.0.9"));
+        assert_eq!(all_trusted, ip("10.0.0.9"));
+        let garbage = client_behind_proxies(ip("127.0.0.1"), &trusted, None, Some("x, 10.0.0.9"));
+        assert_eq!(garbage, ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn envoy_source_address_or_trusted_hops() {
+        let source = Some(ip("10.0.0.5"));
+        assert_eq!(
+            client_behind_envoy(source, 0, Some("1.1.1.1")),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(
+            client_behind_envoy(source, 1, Some("6.6.6.6, 203.0.113.7, 10.0.0.5")),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            client_behind_envoy(source, 3, Some("203.0.113.7")),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(client_behind_envoy(None, 0, None), None);
+    }
+}

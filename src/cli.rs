@@ -1,0 +1,504 @@
+//! The command line (SPEC §8). Everything but `token issue`'s token and the
+//! lists goes to stderr, so `TOKEN=$(gatepass token issue billing)` works.
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::authz::abilities::parse_ability_list;
+use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements, TokenKind};
+use crate::config::{Settings, SettingsArgs, parse_duration};
+use crate::store::{NewToken, Service, ServiceChange, ServiceName, Store, TokenInfo};
+use crate::{server, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatepass",
+    version,
+    about = "Edge authentication for service-to-service tokens (Envoy ext_authz, nginx auth_request)"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC, HTTP and ops surfaces (applies migrations first)
+    Serve,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Manage calling services
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Manage tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Explain the decision for a token (`-` reads it from stdin); exit 0 on allow, 1 on deny
+    Check {
+        token: String,
+        /// Client address to check against the service's allowlist
+        #[arg(long)]
+        ip: Option<String>,
+        /// Abilities that must all be held (comma-separated)
+        #[arg(long)]
+        require_all: Option<String>,
+        /// Abilities of which one must be held (comma-separated)
+        #[arg(long)]
+        require_any: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service, or update the fields given
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// IP allowlist: CIDRs and addresses, comma-separated; "" allows any address
+        #[arg(long)]
+        ips: Option<String>,
+    },
+    /// List services
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny every token of a service
+    Disable { name: String },
+    /// Accept the tokens of a service again
+    Enable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print it, and only it, on stdout
+    Issue {
+        service: String,
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Comma-separated abilities; `*` grants all, `prefix:*` a namespace
+        #[arg(long, default_value = "*")]
+        abilities: String,
+        /// Lifetime such as 90s, 15m, 12h or 30d [default: never expires]
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Issue a refresh token instead of an access token
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// List tokens, of one service or all
+    List {
+        service: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id
+    Revoke { id: String },
+    /// Delete tokens that expired or were revoked more than --hours ago
+    Prune {
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+}
+
+/// A failure the user can act on: bad input exits 2, anything else 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Usage(_) => ExitCode::from(2),
+            Self::Failed(_) => ExitCode::FAILURE,
+        }
+    }
+}
+
+fn usage(error: impl std::fmt::Display) -> CliError {
+    CliError::Usage(error.to_string())
+}
+
+pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliError> {
+    let store = Store::connect(&settings.store).map_err(usage)?;
+    match command {
+        Command::Serve => serve(settings, store).await,
+        Command::Migrate => {
+            store.migrate().await.context("cannot apply migrations")?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Service(command) => service(command, &store).await,
+        Command::Token(command) => token(command, &settings, &store).await,
+        Command::Check {
+            token,
+            ip,
+            require_all,
+            require_any,
+        } => check(&settings, store, token, ip, require_all, require_any).await,
+    }
+}
+
+async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
+    store.migrate().await.context("cannot apply migrations")?;
+    let running = server::start(&settings, store).await?;
+    tracing::info!(
+        grpc = %running.grpc_addr,
+        http = %running.http_addr,
+        ops = %running.ops_addr,
+        version = env!("CARGO_PKG_VERSION"),
+        "gatepass serving"
+    );
+    server::shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight checks");
+    running.stop(settings.shutdown_timeout).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn service(command: ServiceCommand, store: &Store) -> Result<ExitCode, CliError> {
+    match command {
+        ServiceCommand::Create {
+            name,
+            description,
+            ips,
+        } => {
+            let change = ServiceChange {
+                name: ServiceName::parse(&name).map_err(usage)?,
+                description,
+                ip_allowlist: ips
+                    .as_deref()
+                    .map(NetList::parse)
+                    .transpose()
+                    .map_err(usage)?,
+            };
+            let (service, created) = store
+                .upsert_service(&change)
+                .await
+                .context("cannot save service")?;
+            let verb = if created { "created" } else { "updated" };
+            eprintln!("{verb} service {} (id {})", service.name, service.id);
+        }
+        ServiceCommand::List { json } => {
+            let services = store
+                .list_services()
+                .await
+                .context("cannot list services")?;
+            if json {
+                print_json(&services)?;
+            } else {
+                print_services(&services)?;
+            }
+        }
+        ServiceCommand::Disable { name } => set_active(store, &name, false).await?,
+        ServiceCommand::Enable { name } => set_active(store, &name, true).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_active(store: &Store, name: &str, active: bool) -> Result<(), CliError> {
+    let name = ServiceName::parse(name).map_err(usage)?;
+    let service = store
+        .set_service_active(&name, active)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let state = if active { "enabled" } else { "disabled" };
+    eprintln!("{state} service {} (id {})", service.name, service.id);
+    Ok(())
+}
+
+async fn token(
+    command: TokenCommand,
+    settings: &Settings,
+    store: &Store,
+) -> Result<ExitCode, CliError> {
+    match command {
+        TokenCommand::Issue {
+            service,
+            name,
+            abilities,
+            expires_in,
+            refresh,
+        } => {
+            let service = ServiceName::parse(&service).map_err(usage)?;
+            let abilities = parse_ability_list(&abilities).map_err(usage)?;
+            let expires_at = expires_in
+                .map(|raw| expiry(&raw))
+                .transpose()
+                .map_err(usage)?;
+            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                return Err(usage("token name must be 1 to 255 printable characters"));
+            }
+            let secret = settings.token_format.generate_secret();
+            let kind = if refresh {
+                TokenKind::Refresh
+            } else {
+                TokenKind::Access
+            };
+            let info = store
+                .insert_token(&NewToken {
+                    service,
+                    name,
+                    digest: secret.digest(),
+                    abilities,
+                    kind,
+                    expires_at,
+                })
+                .await
+                .map_err(anyhow::Error::from)?;
+            let issued = crate::token::IssuedToken::new(info.id, secret);
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", issued.expose()).context("cannot write the token")?;
+            eprintln!(
+                "issued {} token {} for {} (abilities: {}; expires: {})",
+                info.kind,
+                info.id,
+                info.service,
+                info.abilities.join(","),
+                when(info.expires_at, "never"),
+            );
+        }
+        TokenCommand::List { service, json } => {
+            let service = service
+                .as_deref()
+                .map(ServiceName::parse)
+                .transpose()
+                .map_err(usage)?;
+            let tokens = store
+                .list_tokens(service.as_ref())
+                .await
+                .map_err(anyhow::Error::from)?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                print_tokens(&tokens)?;
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let id: i64 = id
+                .parse()
+                .map_err(|_| usage(format!("token id {id:?} is not a number")))?;
+            let info = store.revoke_token(id).await.map_err(anyhow::Error::from)?;
+            eprintln!(
+                "revoked token {} of {} at {}",
+                info.id,
+                info.service,
+                when(info.revoked_at, "-")
+            );
+        }
+        TokenCommand::Prune { hours } => {
+            let before = Utc::now() - chrono::Duration::hours(i64::from(hours));
+            let pruned = store
+                .prune_tokens(before)
+                .await
+                .context("cannot prune tokens")?;
+            eprintln!("pruned {pruned} tokens expired or revoked more than {hours}h ago");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(
+    settings: &Settings,
+    store: Store,
+    token: String,
+    ip: Option<String>,
+    require_all: Option<String>,
+    require_any: Option<String>,
+) -> Result<ExitCode, CliError> {
+    // `-` keeps the token out of the process list and shell history.
+    let token = if token == "-" {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the token from stdin")?;
+        input.trim().to_owned()
+    } else {
+        token
+    };
+    let client_ip = ip
+        .map(|raw| {
+            raw.parse::<IpAddr>()
+                .map_err(|_| usage(format!("--ip {raw:?} is not an IP address")))
+        })
+        .transpose()?;
+    let mut requirements = Requirements::default();
+    if let Some(all) = &require_all {
+        requirements.require_all(all);
+    }
+    if let Some(any) = &require_any {
+        requirements.require_any(any);
+    }
+    let authorization = format!("Bearer {token}");
+    let request = CheckRequest {
+        authorization: Some(authorization.as_bytes()),
+        client_ip,
+        requirements,
+        ..CheckRequest::default()
+    };
+    let max_age = settings
+        .token_max_age
+        .map(chrono::Duration::from_std)
+        .transpose()
+        .map_err(usage)?;
+    let authorizer = Authorizer::new(store, settings.token_format.clone(), max_age);
+    let decision = authorizer
+        .check(&request)
+        .await
+        .context("cannot reach the token store")?;
+    match decision {
+        Decision::Allow(record) => {
+            println!(
+                "allow: service {} (id {}), token {}, abilities {}",
+                record.service.name,
+                record.service.id,
+                record.id,
+                record.abilities.header_value()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Decision::Deny(reason) => {
+            println!(
+                "deny: {} ({}): {}",
+                reason.as_str(),
+                reason.http_status(),
+                reason.description()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn expiry(raw: &str) -> Result<DateTime<Utc>, String> {
+    let lifetime = parse_duration(raw).map_err(|e| format!("--expires-in {raw:?}: {e}"))?;
+    chrono::Duration::from_std(lifetime)
+        .ok()
+        .and_then(|lifetime| Utc::now().checked_add_signed(lifetime))
+        .ok_or_else(|| format!("--expires-in {raw:?} is too long"))
+}
+
+fn when(at: Option<DateTime<Utc>>, none: &str) -> String {
+    at.map_or_else(
+        || none.to_owned(),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(stdout, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_services(services: &[Service]) -> anyhow::Result<()> {
+    let rows = services
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.name.clone(),
+                if s.is_active { "yes" } else { "no" }.to_owned(),
+                if s.ip_allowlist.is_empty() {
+                    "any".to_owned()
+                } else {
+                    s.ip_allowlist.to_string()
+                },
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "ACTIVE", "ALLOWLIST", "DESCRIPTION"], rows)
+}
+
+fn print_tokens(tokens: &[TokenInfo]) -> anyhow::Result<()> {
+    let rows = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.service.clone(),
+                t.name.clone(),
+                t.kind.to_owned(),
+                t.abilities.join(","),
+                when(t.expires_at, "never"),
+                when(t.last_used_at, "-"),
+                when(t.revoked_at, "-"),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "SERVICE",
+            "NAME",
+            "KIND",
+            "ABILITIES",
+            "EXPIRES",
+            "LAST_USED",
+            "REVOKED",
+        ],
+        rows,
+    )
+}
+
+/// Parses arguments, loads settings, starts logging and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.settings) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gatepass: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve);
+    telemetry::init(&settings, serving);
+    match run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("gatepass: {}", one_line(&error));
+            error.exit_code()
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(error: &CliError) -> String {
+    match error {
+        CliError::Usage(message) => message.clone(),
+        CliError::Failed(error) => format!("{error:#}").replace('\n', " "),
+    }
+}

@@ -1,0 +1,535 @@
+//! Settings (SPEC §7): flags, then `GATEPASS_*` environment variables, then
+//! an optional TOML file, then defaults; validated once into typed values.
+//! A bad value is an error that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::authz::NetList;
+use crate::store::{StoreOptions, redact_url};
+use crate::token::TokenFormat;
+
+/// Every setting as a flag (with its environment variable). All optional
+/// here; [`Settings::load`] applies the file and the defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// TOML file with settings; keys are the variable names in lowercase
+    /// without `GATEPASS_` (for example `grpc_addr = "0.0.0.0:50051"`)
+    #[arg(long, env = "GATEPASS_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL: postgres://user@host/db
+    #[arg(
+        long,
+        env = "GATEPASS_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Most database connections per process [default: 10]
+    #[arg(long, env = "GATEPASS_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<String>,
+    /// How long a check waits for the database before answering UNAVAILABLE [default: 1s]
+    #[arg(long, env = "GATEPASS_DATABASE_TIMEOUT", global = true)]
+    pub database_timeout: Option<String>,
+    /// Redis URL for the shared cache (not used yet)
+    #[arg(
+        long,
+        env = "GATEPASS_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// Key prefix in Redis [default: gatepass:]
+    #[arg(long, env = "GATEPASS_REDIS_PREFIX", global = true)]
+    pub redis_prefix: Option<String>,
+    /// gRPC listen address (Envoy ext_authz, gRPC health) [default: 0.0.0.0:50051]
+    #[arg(long, env = "GATEPASS_GRPC_ADDR", global = true)]
+    pub grpc_addr: Option<String>,
+    /// HTTP listen address (/auth, /ext-authz/) [default: 0.0.0.0:8080]
+    #[arg(long, env = "GATEPASS_HTTP_ADDR", global = true)]
+    pub http_addr: Option<String>,
+    /// Ops listen address (/healthz, /readyz) [default: 0.0.0.0:9464]
+    #[arg(long, env = "GATEPASS_OPS_ADDR", global = true)]
+    pub ops_addr: Option<String>,
+    /// Worker threads of the HTTP surface [default: number of CPUs]
+    #[arg(long, env = "GATEPASS_HTTP_WORKERS", global = true)]
+    pub http_workers: Option<String>,
+    /// Prefix of generated token secrets [default: gp_]
+    #[arg(long, env = "GATEPASS_TOKEN_PREFIX", global = true)]
+    pub token_prefix: Option<String>,
+    /// Deny tokens older than this whatever their expires_at, e.g. 90d [default: none]
+    #[arg(long, env = "GATEPASS_TOKEN_MAX_AGE", global = true)]
+    pub token_max_age: Option<String>,
+    /// HTTP peers whose X-Real-IP / X-Forwarded-For are believed [default: 127.0.0.0/8,::1]
+    #[arg(long, env = "GATEPASS_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
+    /// gRPC: take the client from x-forwarded-for past this many trusted hops [default: 0 = source address]
+    #[arg(long, env = "GATEPASS_GRPC_XFF_TRUSTED_HOPS", global = true)]
+    pub grpc_xff_trusted_hops: Option<String>,
+    /// Route policy file (not used yet)
+    #[arg(long, env = "GATEPASS_POLICY_FILE", global = true)]
+    pub policy_file: Option<String>,
+    /// Header carrying the service name upstream [default: x-gatepass-service]
+    #[arg(long, env = "GATEPASS_HEADER_SERVICE", global = true)]
+    pub header_service: Option<String>,
+    /// Header carrying the service id upstream [default: x-gatepass-service-id]
+    #[arg(long, env = "GATEPASS_HEADER_SERVICE_ID", global = true)]
+    pub header_service_id: Option<String>,
+    /// Header carrying the token id upstream [default: x-gatepass-token-id]
+    #[arg(long, env = "GATEPASS_HEADER_TOKEN_ID", global = true)]
+    pub header_token_id: Option<String>,
+    /// Header carrying the abilities upstream [default: x-gatepass-abilities]
+    #[arg(long, env = "GATEPASS_HEADER_ABILITIES", global = true)]
+    pub header_abilities: Option<String>,
+    /// gRPC: headers Envoy removes before the upstream [default: authorization]
+    #[arg(long, env = "GATEPASS_REMOVE_HEADERS", global = true)]
+    pub remove_headers: Option<String>,
+    /// Log filter: error, warn, info, debug, trace or a tracing directive [default: info]
+    #[arg(long, env = "GATEPASS_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "GATEPASS_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// How long shutdown waits for in-flight checks [default: 10s]
+    #[arg(long, env = "GATEPASS_SHUTDOWN_TIMEOUT", global = true)]
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            setting: format!("GATEPASS_{}", key.to_ascii_uppercase()),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Names of the headers that carry the caller's identity upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub service: String,
+    pub service_id: String,
+    pub token_id: String,
+    pub abilities: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            service: "x-gatepass-service".into(),
+            service_id: "x-gatepass-service-id".into(),
+            token_id: "x-gatepass-token-id".into(),
+            abilities: "x-gatepass-abilities".into(),
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreOptions,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub http_workers: usize,
+    pub token_format: TokenFormat,
+    pub token_max_age: Option<Duration>,
+    pub trusted_proxies: NetList,
+    pub grpc_xff_trusted_hops: u32,
+    pub policy_file: Option<PathBuf>,
+    pub identity_headers: IdentityHeaders,
+    pub remove_headers: Vec<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn load(args: &SettingsArgs) -> Result<Self, ConfigError> {
+        let mut source = Source::open(args.config.as_deref())?;
+        let a = args;
+        let database_url = source
+            .take("database_url", &a.database_url)?
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "database_url",
+                    "not set: give a postgres:// URL (the embedded SQLite default is not built yet)",
+                )
+            })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "database_url",
+                format!("{} is not a postgres:// URL", redact_url(&database_url)),
+            ));
+        }
+        let settings = Settings {
+            store: StoreOptions {
+                url: database_url,
+                max_connections: source.parse(
+                    "database_max_connections",
+                    &a.database_max_connections,
+                    10,
+                    positive,
+                )?,
+                timeout: source.parse(
+                    "database_timeout",
+                    &a.database_timeout,
+                    Duration::from_secs(1),
+                    parse_duration,
+                )?,
+            },
+            redis_url: source.take("redis_url", &a.redis_url)?,
+            redis_prefix: source
+                .take("redis_prefix", &a.redis_prefix)?
+                .unwrap_or_else(|| "gatepass:".into()),
+            grpc_addr: source.parse("grpc_addr", &a.grpc_addr, addr(50051), parse_addr)?,
+            http_addr: source.parse("http_addr", &a.http_addr, addr(8080), parse_addr)?,
+            ops_addr: source.parse("ops_addr", &a.ops_addr, addr(9464), parse_addr)?,
+            http_workers: source.parse(
+                "http_workers",
+                &a.http_workers,
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                positive,
+            )?,
+            token_format: source.parse(
+                "token_prefix",
+                &a.token_prefix,
+                TokenFormat::default(),
+                |raw| TokenFormat::new(raw).map_err(|e| e.to_string()),
+            )?,
+            token_max_age: source
+                .take("token_max_age", &a.token_max_age)?
+                .map(|raw| parse_duration(&raw).map_err(|e| ConfigError::new("token_max_age", e)))
+                .transpose()?,
+            trusted_proxies: source.parse(
+                "trusted_proxies",
+                &a.trusted_proxies,
+                NetList::loopback(),
+                |raw| NetList::parse(raw).map_err(|e| e.to_string()),
+            )?,
+            grpc_xff_trusted_hops: source.parse(
+                "grpc_xff_trusted_hops",
+                &a.grpc_xff_trusted_hops,
+                0,
+                |raw| {
+                    raw.parse()
+                        .map_err(|_| "expected a whole number".to_owned())
+                },
+            )?,
+            policy_file: source
+                .take("policy_file", &a.policy_file)?
+                .map(PathBuf::from),
+            identity_headers: IdentityHeaders {
+                service: source.header(
+                    "header_service",
+                    &a.header_service,
+                    "x-gatepass-service",
+                )?,
+                service_id: source.header(
+                    "header_service_id",
+                    &a.header_service_id,
+                    "x-gatepass-service-id",
+                )?,
+                token_id: source.header(
+                    "header_token_id",
+                    &a.header_token_id,
+                    "x-gatepass-token-id",
+                )?,
+                abilities: source.header(
+                    "header_abilities",
+                    &a.header_abilities,
+                    "x-gatepass-abilities",
+                )?,
+            },
+            remove_headers: source.parse(
+                "remove_headers",
+                &a.remove_headers,
+                vec!["authorization".to_owned()],
+                |raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(header_name)
+                        .collect()
+                },
+            )?,
+            log_level: source.parse("log_level", &a.log_level, "info".to_owned(), |raw| {
+                tracing_subscriber::EnvFilter::try_new(raw)
+                    .map(|_| raw.to_owned())
+                    .map_err(|e| e.to_string())
+            })?,
+            log_format: source.parse(
+                "log_format",
+                &a.log_format,
+                LogFormat::Text,
+                |raw| match raw {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("expected text or json".to_owned()),
+                },
+            )?,
+            shutdown_timeout: source.parse(
+                "shutdown_timeout",
+                &a.shutdown_timeout,
+                Duration::from_secs(10),
+                parse_duration,
+            )?,
+        };
+        source.reject_unknown()?;
+        Ok(settings)
+    }
+}
+
+/// Where values come from once flags and the environment (merged by clap)
+/// are absent: the config file.
+struct Source {
+    file: toml::Table,
+    path: Option<PathBuf>,
+}
+
+impl Source {
+    fn open(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self {
+                file: toml::Table::new(),
+                path: None,
+            });
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
+        let file = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::new("config", format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            file,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    fn take(&mut self, key: &str, flag: &Option<String>) -> Result<Option<String>, ConfigError> {
+        let from_file = self.file.remove(key);
+        if let Some(value) = flag {
+            return Ok(Some(value.clone()));
+        }
+        match from_file {
+            None => Ok(None),
+            Some(toml::Value::String(text)) => Ok(Some(text)),
+            Some(toml::Value::Integer(number)) => Ok(Some(number.to_string())),
+            Some(toml::Value::Boolean(flag)) => Ok(Some(flag.to_string())),
+            Some(toml::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    toml::Value::String(text) => Ok(text),
+                    _ => Err(ConfigError::new(key, "expected a list of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|items| Some(items.join(","))),
+            Some(_) => Err(ConfigError::new(key, "expected a string or a number")),
+        }
+    }
+
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        flag: &Option<String>,
+        default: T,
+        parser: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.take(key, flag)? {
+            None => Ok(default),
+            Some(raw) => parser(raw.trim())
+                .map_err(|message| ConfigError::new(key, format!("{raw:?}: {message}"))),
+        }
+    }
+
+    fn header(
+        &mut self,
+        key: &str,
+        flag: &Option<String>,
+        default: &str,
+    ) -> Result<String, ConfigError> {
+        self.parse(key, flag, default.to_owned(), header_name)
+    }
+
+    fn reject_unknown(self) -> Result<(), ConfigError> {
+        match self.file.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(ConfigError::new(
+                "config",
+                format!(
+                    "{}: unknown setting {key:?}",
+                    self.path.as_deref().unwrap_or(Path::new("-")).display()
+                ),
+            )),
+        }
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse()
+        .map_err(|_| "expected an address such as 0.0.0.0:8080 or [::]:8080".to_owned())
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(raw: &str) -> Result<T, String> {
+    match raw.parse::<T>() {
+        Ok(value) if value > T::default() => Ok(value),
+        _ => Err("expected a whole number above 0".to_owned()),
+    }
+}
+
+/// A lowercase HTTP header name (Envoy and HTTP/2 want lowercase).
+fn header_name(raw: &str) -> Result<String, String> {
+    let valid = !raw.is_empty()
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err("expected a header name from [A-Za-z0-9_-]".to_owned())
+    }
+}
+
+/// Durations as `250ms`, `90s`, `15m`, `12h`, `30d`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "expected a duration such as 250ms, 90s, 15m, 12h or 30d".to_owned())?;
+    let seconds_per_unit = match unit {
+        "ms" => return Ok(Duration::from_millis(amount)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
+    };
+    amount
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| "duration is too long".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SettingsArgs {
+        SettingsArgs {
+            database_url: Some("postgres://postgres@127.0.0.1/test".into()),
+            ..SettingsArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let settings = Settings::load(&args()).unwrap();
+        assert_eq!(settings.grpc_addr, addr(50051));
+        assert_eq!(settings.http_addr, addr(8080));
+        assert_eq!(settings.ops_addr, addr(9464));
+        assert_eq!(settings.redis_prefix, "gatepass:");
+        assert_eq!(settings.token_format.prefix(), "gp_");
+        assert_eq!(settings.identity_headers, IdentityHeaders::default());
+        assert_eq!(settings.remove_headers, ["authorization"]);
+        assert!(
+            settings
+                .trusted_proxies
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(settings.trusted_proxies.contains("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "s", "10", "10w", "-5s", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let cases: [(fn(&mut SettingsArgs), &str); 5] = [
+            (|a| a.grpc_addr = Some("nope".into()), "GATEPASS_GRPC_ADDR"),
+            (
+                |a| a.trusted_proxies = Some("10.0.0.0/33".into()),
+                "GATEPASS_TRUSTED_PROXIES",
+            ),
+            (
+                |a| a.token_max_age = Some("soon".into()),
+                "GATEPASS_TOKEN_MAX_AGE",
+            ),
+            (
+                |a| a.database_url = Some("mysql://x".into()),
+                "GATEPASS_DATABASE_URL",
+            ),
+            (|a| a.log_format = Some("xml".into()), "GATEPASS_LOG_FORMAT"),
+        ];
+        for (mutate, setting) in cases {
+            let mut bad = args();
+            mutate(&mut bad);
+            let error = Settings::load(&bad).unwrap_err();
+            assert_eq!(error.setting, setting, "{error}");
+        }
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatepass.toml");
+        std::fs::write(
+            &path,
+            "http_addr = \"127.0.0.1:9999\"\ngrpc_addr = \"127.0.0.1:1\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let mut with_file = args();
+        with_file.config = Some(path.clone());
+        with_file.grpc_addr = Some("127.0.0.1:2".into());
+        let settings = Settings::load(&with_file).unwrap();
+        assert_eq!(settings.http_addr, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(settings.grpc_addr, "127.0.0.1:2".parse().unwrap());
+        assert!(
+            settings
+                .trusted_proxies
+                .contains("10.1.1.1".parse().unwrap())
+        );
+
+        std::fs::write(&path, "htp_addr = \"127.0.0.1:9999\"\n").unwrap();
+        let error = Settings::load(&with_file).unwrap_err();
+        assert!(error.message.contains("htp_addr"), "{error}");
+    }
+
+    #[test]
+    fn database_password_never_appears_in_errors() {
+        let mut bad = args();
+        bad.database_url = Some("mysql://root:hunter2@db/x".into());
+        let error = Settings::load(&bad).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+}

@@ -1,0 +1,235 @@
+//! Envoy's gRPC ext_authz surface: `envoy.service.auth.v3.Authorization/Check`.
+//! Translates a `CheckRequest` into the decision core's request and the
+//! decision back into a `CheckResponse`; decides nothing itself.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Address, CheckRequest as EnvoyCheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+
+use crate::authz::client_ip::client_behind_envoy;
+use crate::authz::{Authorizer, CheckRequest, Decision, DenyReason, Requirements, TokenRecord};
+use crate::config::IdentityHeaders;
+
+pub use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer};
+
+/// gRPC status codes used in `CheckResponse.status`.
+const OK: i32 = 0;
+const PERMISSION_DENIED: i32 = 7;
+const UNAUTHENTICATED: i32 = 16;
+
+/// How the gRPC surface reads requests and writes answers.
+#[derive(Debug, Clone)]
+pub struct GrpcOptions {
+    pub identity_headers: IdentityHeaders,
+    pub remove_headers: Vec<String>,
+    pub xff_trusted_hops: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExtAuthz {
+    authorizer: Authorizer,
+    options: Arc<GrpcOptions>,
+}
+
+impl ExtAuthz {
+    pub fn new(authorizer: Authorizer, options: GrpcOptions) -> Self {
+        Self {
+            authorizer,
+            options: Arc::new(options),
+        }
+    }
+
+    pub fn into_server(self) -> AuthorizationServer<Self> {
+        AuthorizationServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: Request<EnvoyCheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let envoy = request.into_inner();
+        let check = self.translate(&envoy);
+        match self.authorizer.check(&check).await {
+            Ok(decision) => Ok(Response::new(self.respond(&decision))),
+            Err(error) => {
+                tracing::warn!(surface = "grpc", %error, "check failed");
+                Err(Status::unavailable("token store unavailable"))
+            }
+        }
+    }
+}
+
+impl ExtAuthz {
+    fn translate<'a>(&self, envoy: &'a EnvoyCheckRequest) -> CheckRequest<'a> {
+        let attributes = envoy.attributes.as_ref();
+        let http = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let header = |name: &str| http.and_then(|http| find_header(http, name));
+        let source = attributes
+            .and_then(|a| a.source.as_ref())
+            .and_then(|peer| peer.address.as_ref())
+            .and_then(|address| match address.address.as_ref()? {
+                Address::SocketAddress(socket) => socket.address.parse::<IpAddr>().ok(),
+                _ => None,
+            });
+        let client_ip = client_behind_envoy(
+            source,
+            self.options.xff_trusted_hops,
+            header("x-forwarded-for").and_then(|v| std::str::from_utf8(v).ok()),
+        );
+        let extensions = attributes.map(|a| &a.context_extensions);
+        let mut requirements = Requirements::default();
+        if let Some(extensions) = extensions {
+            add_requirements(&mut requirements, extensions);
+        }
+        CheckRequest {
+            authorization: header("authorization"),
+            client_ip,
+            method: http.map_or("", |http| http.method.as_str()),
+            host: http.map_or("", |http| http.host.as_str()),
+            path: http.map_or("", |http| http.path.as_str()),
+            requirements,
+        }
+    }
+
+    fn respond(&self, decision: &Decision) -> CheckResponse {
+        match decision {
+            Decision::Allow(record) => self.allow(record),
+            Decision::Deny(reason) => deny(*reason),
+        }
+    }
+
+    fn allow(&self, record: &TokenRecord) -> CheckResponse {
+        let names = &self.options.identity_headers;
+        let headers = vec![
+            overwrite(&names.service, record.service.name.clone()),
+            overwrite(&names.service_id, record.service.id.to_string()),
+            overwrite(&names.token_id, record.id.to_string()),
+            overwrite(&names.abilities, record.abilities.header_value().to_owned()),
+        ];
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: OK,
+                ..Default::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers,
+                headers_to_remove: self.options.remove_headers.clone(),
+                ..Default::default()
+            })),
+            dynamic_metadata: None,
+        }
+    }
+}
+
+fn deny(reason: DenyReason) -> CheckResponse {
+    let code = if reason.is_unauthenticated() {
+        UNAUTHENTICATED
+    } else {
+        PERMISSION_DENIED
+    };
+    let mut headers = vec![overwrite("content-type", "application/json".to_owned())];
+    if let Some(challenge) = reason.www_authenticate() {
+        headers.push(overwrite("www-authenticate", challenge.to_owned()));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code,
+            message: reason.as_str().to_owned(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(reason.http_status()),
+            }),
+            headers,
+            body: reason.json_body(),
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+/// A header Envoy sets, replacing any value the client sent. Both the
+/// deprecated `append = false` (read first by Envoy when present, and the
+/// only field older Envoys know) and `append_action` say "overwrite".
+#[allow(deprecated)]
+fn overwrite(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: Some(BoolValue { value: false }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: false,
+    }
+}
+
+/// Envoy sends lowercase header names in `headers`, or, with
+/// `encode_raw_headers`, raw bytes in `header_map`.
+fn find_header<'a>(
+    http: &'a envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+    name: &str,
+) -> Option<&'a [u8]> {
+    if let Some(value) = http.headers.get(name) {
+        return Some(value.as_bytes());
+    }
+    http.header_map.as_ref().and_then(|map| {
+        map.headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(name))
+            .map(|h| {
+                if h.raw_value.is_empty() {
+                    h.value.as_bytes()
+                } else {
+                    h.raw_value.as_slice()
+                }
+            })
+    })
+}
+
+/// Per-route requirements Envoy passes as `context_extensions`.
+fn add_requirements(requirements: &mut Requirements, extensions: &HashMap<String, String>) {
+    if let Some(all) = extensions.get("require_all") {
+        requirements.require_all(all);
+    }
+    if let Some(any) = extensions.get("require_any") {
+        requirements.require_any(any);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_carry_status_body_and_challenge() {
+        let response = deny(DenyReason::TokenRevoked);
+        assert_eq!(response.status.as_ref().unwrap().code, UNAUTHENTICATED);
+        let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+            panic!("expected a denied response");
+        };
+        assert_eq!(denied.status.unwrap().code, 401);
+        assert!(denied.body.contains("token_revoked"));
+        assert!(denied.headers.iter().any(|h| {
+            let header = h.header.as_ref().unwrap();
+            header.key == "www-authenticate" && header.value.contains("invalid_token")
+        }));
+
+        let forbidden = deny(DenyReason::IpNotAllowed);
+        assert_eq!(forbidden.status.unwrap().code, PERMISSION_DENIED);
+    }
+}

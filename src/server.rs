@@ -1,0 +1,173 @@
+//! Runs the gRPC, HTTP and ops listeners in one process and stops them
+//! together: stop accepting, let in-flight checks finish, return.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+
+use crate::authz::Authorizer;
+use crate::config::Settings;
+use crate::grpc::{ExtAuthz, GrpcOptions};
+use crate::http::{HttpOptions, HttpState};
+use crate::store::Store;
+use crate::{http, ops};
+
+/// A running gatepass. Dropping it does not stop it; call [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    stop_grpc: watch::Sender<bool>,
+    http: ServerHandle,
+    ops: ServerHandle,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Binds every listener (port 0 picks a free port) and starts serving.
+/// Migrations are the caller's business.
+pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running> {
+    let authorizer = Authorizer::new(
+        store.clone(),
+        settings.token_format.clone(),
+        settings
+            .token_max_age
+            .map(chrono::Duration::from_std)
+            .transpose()
+            .context("token max age is too long")?,
+    );
+
+    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_listener = std::net::TcpListener::bind(settings.http_addr)
+        .with_context(|| format!("cannot listen for HTTP on {}", settings.http_addr))?;
+    let http_addr = http_listener.local_addr()?;
+    let ops_listener = std::net::TcpListener::bind(settings.ops_addr)
+        .with_context(|| format!("cannot listen for ops on {}", settings.ops_addr))?;
+    let ops_addr = ops_listener.local_addr()?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<crate::grpc::AuthorizationServer<ExtAuthz>>()
+        .await;
+    let ext_authz = ExtAuthz::new(
+        authorizer.clone(),
+        GrpcOptions {
+            identity_headers: settings.identity_headers.clone(),
+            remove_headers: settings.remove_headers.clone(),
+            xff_trusted_hops: settings.grpc_xff_trusted_hops,
+        },
+    );
+    let (stop_grpc, mut grpc_stopped) = watch::channel(false);
+    let grpc = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(ext_authz.into_server())
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stopped.wait_for(|stop| *stop).await;
+                },
+            )
+            .await
+            .context("gRPC server failed")
+    });
+
+    let http_state = web::Data::new(HttpState::new(
+        authorizer,
+        HttpOptions {
+            identity_headers: settings.identity_headers.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+        },
+    )?);
+    let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
+    let http_server = HttpServer::new(move || {
+        App::new()
+            .app_data(http_state.clone())
+            .configure(http::routes)
+    })
+    .workers(settings.http_workers)
+    .disable_signals()
+    .shutdown_timeout(shutdown_secs)
+    .listen(http_listener)?
+    .run();
+    let http = http_server.handle();
+
+    let ops_store = web::Data::new(store);
+    let ops_server = HttpServer::new(move || {
+        App::new()
+            .app_data(ops_store.clone())
+            .configure(ops::routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(shutdown_secs)
+    .listen(ops_listener)?
+    .run();
+    let ops = ops_server.handle();
+
+    let tasks = vec![
+        grpc,
+        tokio::spawn(async move { http_server.await.context("HTTP server failed") }),
+        tokio::spawn(async move { ops_server.await.context("ops server failed") }),
+    ];
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        ops_addr,
+        stop_grpc,
+        http,
+        ops,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops accepting on every listener and waits, up to `grace`, for
+    /// in-flight requests to finish.
+    pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        let _ = self.stop_grpc.send(true);
+        tokio::join!(self.http.stop(true), self.ops.stop(true));
+        let all = async {
+            for task in self.tasks {
+                task.await.context("server task panicked")??;
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(grace, all)
+            .await
+            .map_err(|_| anyhow::anyhow!("in-flight requests did not finish within {grace:?}"))?
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops gatepass");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,285 @@
+//! Persistence: the only place with SQL. [`Store`] hides which database
+//! backs it; today that is Postgres (`store/postgres.rs`).
+
+mod postgres;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::authz::{Ability, NetList, TokenKind, TokenRecord};
+use crate::token::TokenDigest;
+pub use postgres::PostgresStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("unsupported database url {0:?}: use postgres://")]
+    UnsupportedUrl(String),
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    /// Bound on waiting for a connection, so a dead database turns into a
+    /// quick UNAVAILABLE instead of a hung check.
+    pub timeout: Duration,
+}
+
+/// A service name: 1 to 64 characters from `[a-z0-9._-]`, starting with a
+/// letter or digit, so it is safe in headers, logs and shell scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid service name {0:?}: use 1 to 64 characters from a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+)]
+pub struct InvalidServiceName(pub String);
+
+impl ServiceName {
+    pub fn parse(name: &str) -> Result<Self, InvalidServiceName> {
+        let bytes = name.as_bytes();
+        let valid = (1..=64).contains(&bytes.len())
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes.iter().all(|&b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidServiceName(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A service as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub is_active: bool,
+    #[serde(serialize_with = "serialize_nets")]
+    pub ip_allowlist: NetList,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn serialize_nets<S: serde::Serializer>(nets: &NetList, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(
+        nets.to_string()
+            .split(',')
+            .filter(|entry| !entry.is_empty()),
+    )
+}
+
+/// Fields of `service create`; `None` leaves an existing value alone.
+#[derive(Debug, Clone)]
+pub struct ServiceChange {
+    pub name: ServiceName,
+    pub description: Option<String>,
+    pub ip_allowlist: Option<NetList>,
+}
+
+/// A token row as operators see it: never the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub service: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub abilities: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A token to insert; the caller generated the secret and keeps it.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub service: ServiceName,
+    pub name: String,
+    pub digest: TokenDigest,
+    pub abilities: Vec<Ability>,
+    pub kind: TokenKind,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The database behind gatepass. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Postgres(PostgresStore),
+}
+
+impl Store {
+    /// Opens a connection pool lazily: nothing is dialled until first use,
+    /// so start-up reports a dead database from `migrate`, with its cause.
+    pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        let url = options.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let store = PostgresStore::connect(options)?;
+            Ok(Self::from(store))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    /// Reachable, and every migration this build knows is applied.
+    pub async fn ready(&self) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.ready().await,
+        }
+    }
+
+    pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.find_token_by_id(id).await,
+        }
+    }
+
+    pub async fn find_token_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.find_token_by_digest(digest).await,
+        }
+    }
+
+    /// Creates the service, or updates the fields given. Returns the
+    /// service and whether it was created.
+    pub async fn upsert_service(
+        &self,
+        change: &ServiceChange,
+    ) -> Result<(Service, bool), StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.upsert_service(change).await,
+        }
+    }
+
+    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.list_services().await,
+        }
+    }
+
+    pub async fn set_service_active(
+        &self,
+        name: &ServiceName,
+        active: bool,
+    ) -> Result<Service, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.set_service_active(name, active).await,
+        }
+    }
+
+    pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.insert_token(token).await,
+        }
+    }
+
+    pub async fn list_tokens(
+        &self,
+        service: Option<&ServiceName>,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.list_tokens(service).await,
+        }
+    }
+
+    /// Revokes the token; revoking twice keeps the first revocation time.
+    pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.revoke_token(id).await,
+        }
+    }
+
+    /// Deletes tokens that expired or were revoked before `before`.
+    pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.prune_tokens(before).await,
+        }
+    }
+}
+
+impl From<PostgresStore> for Store {
+    fn from(store: PostgresStore) -> Self {
+        Self {
+            backend: Backend::Postgres(store),
+        }
+    }
+}
+
+/// A database URL fit for an error message: the password is hidden.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let credentials = &rest[..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_validated() {
+        for good in ["billing", "order-service", "a", "svc.v2_x"] {
+            assert!(ServiceName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Billing", "-x", "with space", "é", &"x".repeat(65)] {
+            assert!(ServiceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://user:hunter2@db:5432/gp"),
+            "postgres://user:***@db:5432/gp"
+        );
+        assert_eq!(redact_url("postgres://db/gp"), "postgres://db/gp");
+    }
+}

@@ -1,0 +1,304 @@
+//! Postgres: the production store.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Row};
+
+use super::{
+    NewToken, Service, ServiceChange, ServiceName, StoreError, StoreOptions, TokenInfo, redact_url,
+};
+use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::token::TokenDigest;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+// Column lists as macros so every statement is one `&'static str`, built
+// at compile time rather than per query.
+macro_rules! token_record_select {
+    () => {
+        "SELECT t.id, t.token_hash, t.kind, t.abilities, t.expires_at, t.revoked_at, \
+         t.created_at, s.id AS service_id, s.name AS service_name, s.is_active, \
+         s.ip_allowlist FROM tokens t JOIN services s ON s.id = t.service_id"
+    };
+}
+
+macro_rules! token_info_columns {
+    () => {
+        "t.id, s.name AS service_name, t.name, t.kind, t.abilities, t.expires_at, \
+         t.last_used_at, t.revoked_at, t.created_at"
+    };
+}
+
+macro_rules! service_columns {
+    () => {
+        "id, name, description, is_active, ip_allowlist, created_at, updated_at"
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(&options.url)
+            .map_err(|_| StoreError::UnsupportedUrl(redact_url(&options.url)))?
+            .application_name("gatepass")
+            // Statements are logged by our own spans, never with parameters.
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.timeout)
+            .connect_lazy_with(connect);
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies migrations. sqlx holds a Postgres advisory lock while it
+    /// migrates, so instances starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ready(&self) -> Result<bool, StoreError> {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied == Some(latest))
+    }
+
+    pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = concat!(token_record_select!(), " WHERE t.id = $1");
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|row| token_record(&row)).transpose()?)
+    }
+
+    pub async fn find_token_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = concat!(token_record_select!(), " WHERE t.token_hash = $1");
+        let row = sqlx::query(sql)
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| token_record(&row)).transpose()?)
+    }
+
+    pub async fn upsert_service(
+        &self,
+        change: &ServiceChange,
+    ) -> Result<(Service, bool), StoreError> {
+        let allowlist: Option<Vec<IpNet>> = change
+            .ip_allowlist
+            .as_ref()
+            .map(|list| list.nets().to_vec());
+        let sql = concat!(
+            "INSERT INTO services (name, description, ip_allowlist) \
+             VALUES ($1, COALESCE($2, ''), COALESCE($3::cidr[], '{}')) \
+             ON CONFLICT (name) DO UPDATE SET \
+                 description = COALESCE($2, services.description), \
+                 ip_allowlist = COALESCE($3::cidr[], services.ip_allowlist), \
+                 updated_at = now() \
+             RETURNING ",
+            service_columns!(),
+            ", (xmax = 0) AS inserted"
+        );
+        let row = sqlx::query(sql)
+            .bind(change.name.as_str())
+            .bind(change.description.as_deref())
+            .bind(allowlist)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((service(&row)?, row.try_get("inserted")?))
+    }
+
+    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services ORDER BY name"
+        );
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(service).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn set_service_active(
+        &self,
+        name: &ServiceName,
+        active: bool,
+    ) -> Result<Service, StoreError> {
+        let sql = concat!(
+            "UPDATE services SET is_active = $2, updated_at = now() WHERE name = $1 RETURNING ",
+            service_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(name.as_str())
+            .bind(active)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(service(&row)?),
+            None => Err(service_not_found(name)),
+        }
+    }
+
+    pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
+        let abilities: Vec<&str> = token.abilities.iter().map(|a| a.as_str()).collect();
+        // A refresh token starts a new rotation family.
+        let sql = concat!(
+            "WITH t AS ( \
+                 INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+                 SELECT id, $2, $3, $4, $5, \
+                        CASE WHEN $5 = 'refresh' THEN gen_random_uuid() END, $6 \
+                 FROM services WHERE name = $1 \
+                 RETURNING * \
+             ) SELECT ",
+            token_info_columns!(),
+            " FROM t JOIN services s ON s.id = t.service_id"
+        );
+        let row = sqlx::query(sql)
+            .bind(token.service.as_str())
+            .bind(&token.name)
+            .bind(token.digest.as_bytes().as_slice())
+            .bind(abilities)
+            .bind(token.kind.as_str())
+            .bind(token.expires_at)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(token_info(&row)?),
+            None => Err(service_not_found(&token.service)),
+        }
+    }
+
+    pub async fn list_tokens(
+        &self,
+        service: Option<&ServiceName>,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            token_info_columns!(),
+            " FROM tokens t JOIN services s ON s.id = t.service_id \
+             WHERE $1::text IS NULL OR s.name = $1 ORDER BY t.id"
+        );
+        let rows = sqlx::query(sql)
+            .bind(service.map(ServiceName::as_str))
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            if let Some(name) = service {
+                self.require_service(name).await?;
+            }
+        }
+        Ok(rows.iter().map(token_info).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
+        let sql = concat!(
+            "WITH t AS ( \
+                 UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
+                 WHERE id = $1 RETURNING * \
+             ) SELECT ",
+            token_info_columns!(),
+            " FROM t JOIN services s ON s.id = t.service_id"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => Ok(token_info(&row)?),
+            None => Err(StoreError::NotFound(format!("token {id} not found"))),
+        }
+    }
+
+    pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn require_service(&self, name: &ServiceName) -> Result<(), StoreError> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)")
+                .bind(name.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        if exists {
+            Ok(())
+        } else {
+            Err(service_not_found(name))
+        }
+    }
+}
+
+fn service_not_found(name: &ServiceName) -> StoreError {
+    StoreError::NotFound(format!("service \"{name}\" not found"))
+}
+
+fn decode_error(message: &str) -> sqlx::Error {
+    sqlx::Error::Decode(message.into())
+}
+
+fn token_kind(row: &PgRow) -> Result<TokenKind, sqlx::Error> {
+    let kind: &str = row.try_get("kind")?;
+    TokenKind::parse(kind).ok_or_else(|| decode_error("unknown token kind"))
+}
+
+fn token_record(row: &PgRow) -> Result<TokenRecord, sqlx::Error> {
+    let hash: &[u8] = row.try_get("token_hash")?;
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        digest: TokenDigest::from_bytes(hash)
+            .ok_or_else(|| decode_error("token_hash is not 32 bytes"))?,
+        kind: token_kind(row)?,
+        abilities: Abilities::from_stored(row.try_get("abilities")?),
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+        service: ServiceRecord {
+            id: row.try_get("service_id")?,
+            name: row.try_get("service_name")?,
+            is_active: row.try_get("is_active")?,
+            ip_allowlist: NetList::new(row.try_get("ip_allowlist")?),
+        },
+    })
+}
+
+fn token_info(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        service: row.try_get("service_name")?,
+        name: row.try_get("name")?,
+        kind: token_kind(row)?.as_str(),
+        abilities: row.try_get("abilities")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn service(row: &PgRow) -> Result<Service, sqlx::Error> {
+    Ok(Service {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        is_active: row.try_get("is_active")?,
+        ip_allowlist: NetList::new(row.try_get("ip_allowlist")?),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
