@@ -475,7 +475,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_setting() {
-        let cases: [(fn(&mut SettingsArgs), &str); 5] = [
+        type Mutation = fn(&mut SettingsArgs);
+        let cases: [(Mutation, &str); 5] = [
             (|a| a.grpc_addr = Some("nope".into()), "GATEPASS_GRPC_ADDR"),
             (
                 |a| a.trusted_proxies = Some("10.0.0.0/33".into()),

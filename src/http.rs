@@ -104,7 +104,7 @@ async fn check(
     path: &str,
 ) -> HttpResponse {
     let headers = request.headers();
-    let client_ip = request.peer_addr().map(|peer| {
+    let client_ip = request.peer_addr().and_then(|peer| {
         client_behind_proxies(
             peer.ip(),
             &state.trusted_proxies,

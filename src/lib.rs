@@ -5,16 +5,16 @@
 //! tokens and handing the upstream the caller's identity.
 //!
 //! Module map:
-//! - [`token`]: the token format: parse, checksum, generate, digest (pure).
-//! - [`authz`]: the decision core, with abilities and client addresses.
-//! - [`store`]: the database; the only module with SQL.
-//! - [`grpc`]: Envoy's ext_authz `Check` adapter.
-//! - [`http`]: `/auth` and `/ext-authz/…` adapters.
-//! - [`ops`]: liveness and readiness.
-//! - [`server`]: runs every listener in one process, stops them together.
-//! - [`config`]: settings from flags, environment and file, validated once.
-//! - [`cli`]: the command line.
-//! - [`telemetry`]: logging.
+//! - [`token`] — the token format: parse, checksum, generate, digest (pure).
+//! - [`authz`] — the decision core, with abilities and client addresses.
+//! - [`store`] — the database; the only module with SQL.
+//! - [`grpc`] — Envoy's ext_authz `Check` adapter.
+//! - [`http`] — `/auth` and `/ext-authz/…` adapters.
+//! - [`ops`] — liveness and readiness.
+//! - [`server`] — runs every listener in one process, stops them together.
+//! - [`config`] — settings from flags, environment and file, validated once.
+//! - [`cli`] — the command line.
+//! - [`telemetry`] — logging.
 
 pub mod authz;
 pub mod cli;

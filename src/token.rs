@@ -144,13 +144,13 @@ impl TokenFormat {
             return Err(MalformedToken::BadSecret);
         }
         let generated_len = ENTROPY_LEN + CHECKSUM_LEN;
-        if !self.prefix.is_empty() {
-            if let Some(body) = secret.strip_prefix(self.prefix.as_bytes()) {
-                if body.len() != generated_len || !looks_generated(body) {
-                    return Err(MalformedToken::BadShape);
-                }
-                return verify_checksum(body);
+        if !self.prefix.is_empty()
+            && let Some(body) = secret.strip_prefix(self.prefix.as_bytes())
+        {
+            if body.len() != generated_len || !looks_generated(body) {
+                return Err(MalformedToken::BadShape);
             }
+            return verify_checksum(body);
         }
         if secret.len() == generated_len && looks_generated(secret) {
             return verify_checksum(secret);

@@ -109,34 +109,38 @@ fn canonical_net(net: IpNet) -> IpNet {
 
 /// The client behind an HTTP proxy (SPEC §5): the peer itself unless the
 /// peer is a trusted proxy; then `X-Real-IP`, else the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// `X-Forwarded-For` entry that is not itself a trusted proxy. A trusted
+/// proxy that forwards an address we cannot read leaves the client unknown,
+/// which only an empty allowlist admits.
 pub fn client_behind_proxies(
     peer: IpAddr,
     trusted: &NetList,
     x_real_ip: Option<&str>,
     x_forwarded_for: Option<&str>,
-) -> IpAddr {
+) -> Option<IpAddr> {
     let peer = peer.to_canonical();
     if !trusted.contains(peer) {
-        return peer;
+        return Some(peer);
     }
-    if let Some(real) = x_real_ip.and_then(|value| value.trim().parse::<IpAddr>().ok()) {
-        return real.to_canonical();
+    if let Some(real) = x_real_ip {
+        return real
+            .trim()
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
     }
     let Some(forwarded) = x_forwarded_for else {
-        return peer;
+        return Some(peer);
     };
     let mut client = peer;
     for entry in forwarded.rsplit(',') {
-        match entry.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(ip) => client = ip.to_canonical(),
-            Ok(ip) => return ip.to_canonical(),
-            // Anything left of an entry we cannot read was written by
-            // someone we cannot vouch for.
-            Err(_) => return client,
+        let ip = entry.trim().parse::<IpAddr>().ok()?.to_canonical();
+        if !trusted.contains(ip) {
+            return Some(ip);
         }
+        client = ip;
     }
-    client
+    Some(client)
 }
 
 /// The client behind Envoy (SPEC §5): with `trusted_hops` = 0 the source
@@ -222,7 +226,7 @@ mod tests {
             Some("10.0.0.1"),
             Some("10.0.0.2"),
         );
-        assert_eq!(client, ip("198.51.100.4"));
+        assert_eq!(client, Some(ip("198.51.100.4")));
     }
 
     #[test]
@@ -233,7 +237,10 @@ mod tests {
             Some("203.0.113.5"),
             Some("10.0.0.2"),
         );
-        assert_eq!(client, ip("203.0.113.5"));
+        assert_eq!(client, Some(ip("203.0.113.5")));
+        let unreadable =
+            client_behind_proxies(ip("127.0.0.1"), &NetList::loopback(), Some("x"), None);
+        assert_eq!(unreadable, None);
     }
 
     #[test]
@@ -245,11 +252,13 @@ mod tests {
             None,
             Some("6.6.6.6, 203.0.113.5, 10.1.1.1"),
         );
-        assert_eq!(client, ip("203.0.113.5"));
+        assert_eq!(client, Some(ip("203.0.113.5")));
         let all_trusted = client_behind_proxies(ip("127.0.0.1"), &trusted, None, Some("10.0.0.9"));
-        assert_eq!(all_trusted, ip("10.0.0.9"));
+        assert_eq!(all_trusted, Some(ip("10.0.0.9")));
         let garbage = client_behind_proxies(ip("127.0.0.1"), &trusted, None, Some("x, 10.0.0.9"));
-        assert_eq!(garbage, ip("10.0.0.9"));
+        assert_eq!(garbage, None);
+        let direct = client_behind_proxies(ip("127.0.0.1"), &trusted, None, None);
+        assert_eq!(direct, Some(ip("127.0.0.1")));
     }
 
     #[test]

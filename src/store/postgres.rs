@@ -198,10 +198,10 @@ impl PostgresStore {
             .bind(service.map(ServiceName::as_str))
             .fetch_all(&self.pool)
             .await?;
-        if rows.is_empty() {
-            if let Some(name) = service {
-                self.require_service(name).await?;
-            }
+        if let Some(name) = service
+            && rows.is_empty()
+        {
+            self.require_service(name).await?;
         }
         Ok(rows.iter().map(token_info).collect::<Result<_, _>>()?)
     }

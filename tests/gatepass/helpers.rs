@@ -1,0 +1,309 @@
+//! Starts the real application on port 0 against a real Postgres database
+//! and provisions what tests need through the real store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gatepass::authz::abilities::parse_ability_list;
+use gatepass::authz::{NetList, TokenKind};
+use gatepass::config::{Settings, SettingsArgs};
+use gatepass::server::{self, Running};
+use gatepass::store::{NewToken, PostgresStore, ServiceChange, ServiceName, Store, StoreOptions};
+use gatepass::token::{IssuedToken, TokenFormat};
+use sqlx::ConnectOptions;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// The URL of the database behind a `#[sqlx::test]` pool.
+pub fn database_url(pool: &PgPool) -> String {
+    pool.connect_options().to_url_lossy().to_string()
+}
+
+/// Settings for a test instance: loopback, port 0, one HTTP worker.
+pub fn test_settings(database_url: &str, customise: impl FnOnce(&mut SettingsArgs)) -> Settings {
+    let mut args = SettingsArgs {
+        database_url: Some(database_url.to_owned()),
+        grpc_addr: Some("127.0.0.1:0".into()),
+        http_addr: Some("[::1]:0".into()),
+        ops_addr: Some("127.0.0.1:0".into()),
+        http_workers: Some("1".into()),
+        database_timeout: Some("500ms".into()),
+        shutdown_timeout: Some("5s".into()),
+        ..SettingsArgs::default()
+    };
+    customise(&mut args);
+    Settings::load(&args).expect("test settings are valid")
+}
+
+pub struct TestApp {
+    pub store: Store,
+    pub running: Option<Running>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+}
+
+impl TestApp {
+    /// Serves against the migrated database behind `pool`.
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, |_| {}).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, customise: impl FnOnce(&mut SettingsArgs)) -> Self {
+        let settings = test_settings(&database_url(&pool), customise);
+        let store = Store::from(PostgresStore::from_pool(pool));
+        Self::spawn_on(settings, store).await
+    }
+
+    pub async fn spawn_on(settings: Settings, store: Store) -> Self {
+        let running = server::start(&settings, store.clone())
+            .await
+            .expect("gatepass starts");
+        Self {
+            store,
+            grpc_addr: running.grpc_addr,
+            http_addr: running.http_addr,
+            ops_addr: running.ops_addr,
+            running: Some(running),
+        }
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops_addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running
+                .stop(Duration::from_secs(5))
+                .await
+                .expect("clean stop");
+        }
+    }
+}
+
+/// Provisions services and tokens straight through the store.
+pub struct Fixtures<'a> {
+    pub store: &'a Store,
+}
+
+pub struct TokenSpec<'a> {
+    pub service: &'a str,
+    pub abilities: &'a str,
+    pub kind: TokenKind,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Default for TokenSpec<'_> {
+    fn default() -> Self {
+        Self {
+            service: "billing",
+            abilities: "orders:read,inventory:*",
+            kind: TokenKind::Access,
+            expires_at: None,
+        }
+    }
+}
+
+impl Fixtures<'_> {
+    pub async fn service(&self, name: &str, allowlist: &str) -> i64 {
+        let (service, _) = self
+            .store
+            .upsert_service(&ServiceChange {
+                name: ServiceName::parse(name).unwrap(),
+                description: Some(format!("{name} for tests")),
+                ip_allowlist: Some(NetList::parse(allowlist).unwrap()),
+            })
+            .await
+            .unwrap();
+        service.id
+    }
+
+    /// Issues a token and returns it in plain text with its id.
+    pub async fn token(&self, spec: TokenSpec<'_>) -> (String, i64) {
+        let secret = TokenFormat::default().generate_secret();
+        let info = self
+            .store
+            .insert_token(&NewToken {
+                service: ServiceName::parse(spec.service).unwrap(),
+                name: "test".into(),
+                digest: secret.digest(),
+                abilities: parse_ability_list(spec.abilities).unwrap(),
+                kind: spec.kind,
+                expires_at: spec.expires_at,
+            })
+            .await
+            .unwrap();
+        (IssuedToken::new(info.id, secret).expose(), info.id)
+    }
+
+    pub async fn disable(&self, name: &str) {
+        self.store
+            .set_service_active(&ServiceName::parse(name).unwrap(), false)
+            .await
+            .unwrap();
+    }
+}
+
+/// One token for every row of the decision table, on one database.
+pub struct Table {
+    pub valid: String,
+    pub valid_id: i64,
+    pub valid_service_id: i64,
+    pub revoked: String,
+    pub expired: String,
+    pub refresh: String,
+    pub disabled: String,
+    pub allowlisted: String,
+    /// A legacy Sanctum token: no prefix, no checksum, looked up by digest.
+    pub legacy_without_id: String,
+}
+
+impl Table {
+    pub async fn provision(store: &Store) -> Self {
+        let fixtures = Fixtures { store };
+        let valid_service_id = fixtures.service("billing", "").await;
+        fixtures.service("retired", "").await;
+        fixtures
+            .service("office", "10.0.0.0/8, 2001:db8::/32, ::1")
+            .await;
+        let (valid, valid_id) = fixtures.token(TokenSpec::default()).await;
+        let (revoked, revoked_id) = fixtures.token(TokenSpec::default()).await;
+        store.revoke_token(revoked_id).await.unwrap();
+        let (expired, _) = fixtures
+            .token(TokenSpec {
+                expires_at: Some(Utc::now() - chrono::Duration::seconds(5)),
+                ..TokenSpec::default()
+            })
+            .await;
+        let (refresh, _) = fixtures
+            .token(TokenSpec {
+                kind: TokenKind::Refresh,
+                ..TokenSpec::default()
+            })
+            .await;
+        let (disabled, _) = fixtures
+            .token(TokenSpec {
+                service: "retired",
+                ..TokenSpec::default()
+            })
+            .await;
+        fixtures.disable("retired").await;
+        let (allowlisted, _) = fixtures
+            .token(TokenSpec {
+                service: "office",
+                ..TokenSpec::default()
+            })
+            .await;
+        let legacy_without_id = "LegacySanctumTokenWithoutIdOrChecksum0001".to_owned();
+        sqlx_insert_legacy(store, &legacy_without_id).await;
+        Self {
+            valid,
+            valid_id,
+            valid_service_id,
+            revoked,
+            expired,
+            refresh,
+            disabled,
+            allowlisted,
+            legacy_without_id,
+        }
+    }
+
+    /// The valid token's id with a wrong secret.
+    pub fn wrong_secret(&self) -> String {
+        format!(
+            "{}|{}",
+            self.valid_id, "WrongSecretButWellFormedLegacyShape00000"
+        )
+    }
+}
+
+async fn sqlx_insert_legacy(store: &Store, plain: &str) {
+    store
+        .insert_token(&NewToken {
+            service: ServiceName::parse("billing").unwrap(),
+            name: "legacy".into(),
+            digest: gatepass::token::TokenDigest::of(plain.as_bytes()),
+            abilities: parse_ability_list("*").unwrap(),
+            kind: TokenKind::Access,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// A TCP forwarder in front of Postgres that a test can cut, to make the
+/// database unreachable without touching the shared server.
+pub struct CuttableLink {
+    pub addr: SocketAddr,
+    cut: Arc<Notify>,
+}
+
+impl CuttableLink {
+    pub async fn to(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(Notify::new());
+        let cut_signal = cut.clone();
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = cut_signal.notified() => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { break };
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
+                    }
+                }
+            }
+            // Dropping the listener refuses new connections; aborting the
+            // tasks resets the ones already open.
+            drop(listener);
+            connections.abort_all();
+        });
+        Self { addr, cut }
+    }
+
+    pub fn cut(&self) {
+        self.cut.notify_one();
+    }
+
+    /// Store options that reach `pool`'s database through this link.
+    pub fn store_options(&self, pool: &PgPool) -> StoreOptions {
+        let options = pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .host("127.0.0.1")
+            .port(self.addr.port());
+        StoreOptions {
+            url: options.to_url_lossy().to_string(),
+            max_connections: 2,
+            timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where the test Postgres listens.
+pub fn postgres_addr(pool: &PgPool) -> SocketAddr {
+    let options = pool.connect_options();
+    let host = match options.get_host() {
+        "localhost" => "127.0.0.1",
+        host => host,
+    };
+    format!("{host}:{}", options.get_port())
+        .parse()
+        .expect("tests reach Postgres over TCP")
+}

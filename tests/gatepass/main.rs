@@ -1,0 +1,10 @@
+//! One integration test binary: the real application against real
+//! Postgres. Needs `DATABASE_URL` (for `#[sqlx::test]`); `scripts/test`
+//! sets it and starts Postgres when it is down.
+
+mod cli;
+mod grpc;
+mod helpers;
+mod http;
+mod migrate;
+mod store;
