@@ -22,7 +22,10 @@ use crate::{server, telemetry};
     about = "Edge authentication for service-to-service tokens (Envoy ext_authz, nginx auth_request)"
 )]
 pub struct Cli {
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Settings (flag, then GATEPASS_* variable, then --config file)"
+    )]
     pub settings: SettingsArgs,
     #[command(subcommand)]
     pub command: Command,

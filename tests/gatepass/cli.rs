@@ -290,3 +290,42 @@ fn unreachable_database_is_one_line_and_exit_1() {
     assert_fails(&output, 1, "cannot list services");
     assert!(!text(&output.stderr).contains("hunter2"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn serve_migrates_and_stops_cleanly_on_sigterm(pool: PgPool) {
+    let url = database_url(&pool);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_gatepass"))
+        .arg("serve")
+        .env_clear()
+        .env("GATEPASS_DATABASE_URL", &url)
+        .env("GATEPASS_GRPC_ADDR", "127.0.0.1:0")
+        .env("GATEPASS_HTTP_ADDR", "127.0.0.1:0")
+        .env("GATEPASS_OPS_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Serving is logged once every listener is bound.
+    let mut stderr = std::io::BufReader::new(serve.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "serve exited before serving");
+        if line.contains("gatepass serving") {
+            break;
+        }
+    }
+    let migrated: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(migrated > 0);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = serve.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
