@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Store, StoreError};
-use crate::token::{PresentedToken, TokenFormat, TokenKey};
+use crate::cache::{Outcome, Tiers};
+use crate::store::StoreError;
+use crate::token::{PresentedToken, TokenFormat};
+use crate::usage::UsageRecorder;
 pub use abilities::{Abilities, Ability, Requirements};
 pub use client_ip::NetList;
 
@@ -20,6 +22,8 @@ pub use client_ip::NetList;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRecord {
     pub id: i64,
+    /// Bumped on every change that can alter a decision (cache ordering).
+    pub version: i64,
     pub name: String,
     pub is_active: bool,
     pub ip_allowlist: NetList,
@@ -52,6 +56,8 @@ impl TokenKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: i64,
+    /// Bumped on every change that can alter a decision (cache ordering).
+    pub version: i64,
     pub digest: crate::token::TokenDigest,
     pub kind: TokenKind,
     pub abilities: Abilities,
@@ -177,10 +183,11 @@ pub struct CheckRequest<'a> {
 }
 
 /// The only error a check can have: the answer cannot be known. Surfaces map
-/// it to UNAVAILABLE / 503, never to an allow.
-#[derive(Debug, thiserror::Error)]
+/// it to UNAVAILABLE / 503, never to an allow. Shared, because one failed
+/// database query answers every check that was waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("token store unavailable: {0}")]
-pub struct CheckError(#[from] pub StoreError);
+pub struct CheckError(pub Arc<StoreError>);
 
 /// What the decision needs besides the token record.
 #[derive(Debug, Clone)]
@@ -249,47 +256,71 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
 /// Resolves tokens and decides. Cheap to clone; shared by every surface.
 #[derive(Debug, Clone)]
 pub struct Authorizer {
-    store: Store,
+    tiers: Tiers,
+    usage: Option<UsageRecorder>,
     format: TokenFormat,
     max_age: Option<chrono::Duration>,
 }
 
 impl Authorizer {
-    pub fn new(store: Store, format: TokenFormat, max_age: Option<chrono::Duration>) -> Self {
+    /// `usage` records last-used times; the `check` command passes `None`
+    /// because explaining a decision is not a use.
+    pub fn new(
+        tiers: Tiers,
+        usage: Option<UsageRecorder>,
+        format: TokenFormat,
+        max_age: Option<chrono::Duration>,
+    ) -> Self {
         Self {
-            store,
+            tiers,
+            usage,
             format,
             max_age,
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
     }
 
     pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
+        self.check_explained(request)
+            .await
+            .map(|(decision, _)| decision)
+    }
+
+    /// Decides, and says which tier answered (`None` when the token was
+    /// rejected before any lookup).
+    pub async fn check_explained(
+        &self,
+        request: &CheckRequest<'_>,
+    ) -> Result<(Decision, Option<Outcome>), CheckError> {
         let Some(token) = request.authorization.and_then(bearer_token) else {
-            return Ok(Decision::Deny(DenyReason::MissingToken));
+            return Ok((Decision::Deny(DenyReason::MissingToken), None));
         };
         let Ok(presented) = self.format.parse(token) else {
-            return Ok(Decision::Deny(DenyReason::MalformedToken));
+            return Ok((Decision::Deny(DenyReason::MalformedToken), None));
         };
-        let record = self.lookup(presented.key).await?;
+        let now = Utc::now();
+        let lookup = self
+            .tiers
+            .lookup(presented.key, now.timestamp_millis())
+            .await
+            .map_err(CheckError)?;
         let context = DecisionContext {
-            now: Utc::now(),
+            now,
             client_ip: request.client_ip,
             requirements: &request.requirements,
             max_age: self.max_age,
         };
-        Ok(decide(&presented, record, &context))
-    }
-
-    async fn lookup(&self, key: TokenKey) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        let record = match key {
-            TokenKey::Id(id) => self.store.find_token_by_id(id).await?,
-            TokenKey::Digest(digest) => self.store.find_token_by_digest(&digest).await?,
-        };
-        Ok(record.map(Arc::new))
+        let record = lookup.token.as_ref().map(|token| token.record.clone());
+        let decision = decide(&presented, record, &context);
+        if let (Decision::Allow(_), Some(usage), Some(token)) =
+            (&decision, &self.usage, &lookup.token)
+        {
+            usage.record(token, now.timestamp());
+        }
+        Ok((decision, Some(lookup.outcome)))
     }
 }
 
@@ -297,7 +328,7 @@ impl Authorizer {
 mod tests {
     use super::*;
     use crate::authz::abilities::parse_ability_list;
-    use crate::token::TokenDigest;
+    use crate::token::{TokenDigest, TokenKey};
     use chrono::Duration;
 
     const SECRET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN";
@@ -305,6 +336,7 @@ mod tests {
     fn record() -> TokenRecord {
         TokenRecord {
             id: 7,
+            version: 1,
             digest: TokenDigest::of(SECRET),
             kind: TokenKind::Access,
             abilities: Abilities::new(parse_ability_list("orders:read,inventory:*").unwrap()),
@@ -313,6 +345,7 @@ mod tests {
             created_at: Utc::now() - Duration::hours(1),
             service: ServiceRecord {
                 id: 3,
+                version: 1,
                 name: "billing".into(),
                 is_active: true,
                 ip_allowlist: NetList::default(),

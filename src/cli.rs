@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::authz::abilities::parse_ability_list;
 use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements, TokenKind};
+use crate::cache::Tiers;
 use crate::config::{Settings, SettingsArgs, parse_duration};
 use crate::store::{NewToken, Service, ServiceChange, ServiceName, Store, TokenInfo};
 use crate::{server, telemetry};
@@ -356,11 +357,13 @@ async fn check(
         .map(chrono::Duration::from_std)
         .transpose()
         .map_err(usage)?;
-    let authorizer = Authorizer::new(store, settings.token_format.clone(), max_age);
-    let decision = authorizer
-        .check(&request)
+    // Memory only, no usage recording: explaining a decision is not a use.
+    let tiers = Tiers::new(store, None, &settings.cache);
+    let authorizer = Authorizer::new(tiers, None, settings.token_format.clone(), max_age);
+    let (decision, _) = authorizer
+        .check_explained(&request)
         .await
-        .context("cannot reach the token store")?;
+        .map_err(|error| anyhow::anyhow!("cannot reach the token store: {error}"))?;
     match decision {
         Decision::Allow(record) => {
             println!(

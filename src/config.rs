@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::authz::NetList;
+use crate::cache::{CacheOptions, RedisOptions};
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
 
@@ -32,7 +33,7 @@ pub struct SettingsArgs {
     /// How long a check waits for the database before answering UNAVAILABLE [default: 1s]
     #[arg(long, env = "GATEPASS_DATABASE_TIMEOUT", global = true)]
     pub database_timeout: Option<String>,
-    /// Redis URL for the shared cache (not used yet)
+    /// Redis URL for the shared L2 cache, redis://host:port/db [default: none, L1 only]
     #[arg(
         long,
         env = "GATEPASS_REDIS_URL",
@@ -40,9 +41,33 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
-    /// Key prefix in Redis [default: gatepass:]
+    /// Key prefix in Redis, so deployments can share one [default: gatepass:]
     #[arg(long, env = "GATEPASS_REDIS_PREFIX", global = true)]
     pub redis_prefix: Option<String>,
+    /// How long Redis keeps a cached token [default: 10m]
+    #[arg(long, env = "GATEPASS_REDIS_TTL", global = true)]
+    pub redis_ttl: Option<String>,
+    /// Bound on connecting to Redis and on each command [default: 50ms]
+    #[arg(long, env = "GATEPASS_REDIS_TIMEOUT", global = true)]
+    pub redis_timeout: Option<String>,
+    /// Tokens kept in memory (L1) [default: 100000]
+    #[arg(long, env = "GATEPASS_CACHE_CAPACITY", global = true)]
+    pub cache_capacity: Option<String>,
+    /// How long an L1 entry is trusted without a change notification [default: 5m]
+    #[arg(long, env = "GATEPASS_CACHE_TTL", global = true)]
+    pub cache_ttl: Option<String>,
+    /// Unknown or expired tokens remembered in memory [default: 100000]
+    #[arg(long, env = "GATEPASS_NEGATIVE_CACHE_CAPACITY", global = true)]
+    pub negative_cache_capacity: Option<String>,
+    /// How long an unknown token is remembered, in memory and Redis [default: 30s]
+    #[arg(long, env = "GATEPASS_NEGATIVE_CACHE_TTL", global = true)]
+    pub negative_cache_ttl: Option<String>,
+    /// While the database is down, cached tokens keep validating this long after they were read [default: 1h]
+    #[arg(long, env = "GATEPASS_CACHE_MAX_STALE", global = true)]
+    pub cache_max_stale: Option<String>,
+    /// How often last-used times are written, in one statement [default: 10s]
+    #[arg(long, env = "GATEPASS_LAST_USED_FLUSH_INTERVAL", global = true)]
+    pub last_used_flush_interval: Option<String>,
     /// gRPC listen address (Envoy ext_authz, gRPC health) [default: 0.0.0.0:50051]
     #[arg(long, env = "GATEPASS_GRPC_ADDR", global = true)]
     pub grpc_addr: Option<String>,
@@ -142,8 +167,9 @@ impl Default for IdentityHeaders {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreOptions,
-    pub redis_url: Option<String>,
-    pub redis_prefix: String,
+    pub cache: CacheOptions,
+    pub redis: Option<RedisOptions>,
+    pub last_used_flush_interval: Duration,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub ops_addr: SocketAddr,
@@ -178,6 +204,33 @@ impl Settings {
                 format!("{} is not a postgres:// URL", redact_url(&database_url)),
             ));
         }
+        let cache = CacheOptions {
+            capacity: source.parse("cache_capacity", &a.cache_capacity, 100_000, positive)?,
+            ttl: source.parse(
+                "cache_ttl",
+                &a.cache_ttl,
+                Duration::from_secs(300),
+                parse_duration,
+            )?,
+            negative_capacity: source.parse(
+                "negative_cache_capacity",
+                &a.negative_cache_capacity,
+                100_000,
+                positive,
+            )?,
+            negative_ttl: source.parse(
+                "negative_cache_ttl",
+                &a.negative_cache_ttl,
+                Duration::from_secs(30),
+                parse_duration,
+            )?,
+            max_stale: source.parse(
+                "cache_max_stale",
+                &a.cache_max_stale,
+                Duration::from_secs(3600),
+                parse_duration,
+            )?,
+        };
         let settings = Settings {
             store: StoreOptions {
                 url: database_url,
@@ -194,10 +247,17 @@ impl Settings {
                     parse_duration,
                 )?,
             },
-            redis_url: source.take("redis_url", &a.redis_url)?,
-            redis_prefix: source
-                .take("redis_prefix", &a.redis_prefix)?
-                .unwrap_or_else(|| "gatepass:".into()),
+            redis: redis_options(&mut source, a, cache.negative_ttl)?,
+            cache,
+            last_used_flush_interval: source.parse(
+                "last_used_flush_interval",
+                &a.last_used_flush_interval,
+                Duration::from_secs(10),
+                |raw| match parse_duration(raw)? {
+                    interval if interval.is_zero() => Err("must be above 0".to_owned()),
+                    interval => Ok(interval),
+                },
+            )?,
             grpc_addr: source.parse("grpc_addr", &a.grpc_addr, addr(50051), parse_addr)?,
             http_addr: source.parse("http_addr", &a.http_addr, addr(8080), parse_addr)?,
             ops_addr: source.parse("ops_addr", &a.ops_addr, addr(9464), parse_addr)?,
@@ -294,6 +354,45 @@ impl Settings {
         source.reject_unknown()?;
         Ok(settings)
     }
+}
+
+fn redis_options(
+    source: &mut Source,
+    a: &SettingsArgs,
+    negative_ttl: Duration,
+) -> Result<Option<RedisOptions>, ConfigError> {
+    let url = source.take("redis_url", &a.redis_url)?;
+    let prefix = source
+        .take("redis_prefix", &a.redis_prefix)?
+        .unwrap_or_else(|| "gatepass:".into());
+    let ttl = source.parse(
+        "redis_ttl",
+        &a.redis_ttl,
+        Duration::from_secs(600),
+        parse_duration,
+    )?;
+    let timeout = source.parse(
+        "redis_timeout",
+        &a.redis_timeout,
+        Duration::from_millis(50),
+        parse_duration,
+    )?;
+    let Some(url) = url.filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    if !url.starts_with("redis://") {
+        return Err(ConfigError::new(
+            "redis_url",
+            format!("{} is not a redis:// URL", redact_url(&url)),
+        ));
+    }
+    Ok(Some(RedisOptions {
+        url,
+        prefix,
+        ttl,
+        negative_ttl,
+        timeout,
+    }))
 }
 
 /// Where values come from once flags and the environment (merged by clap)
@@ -449,7 +548,9 @@ mod tests {
         assert_eq!(settings.grpc_addr, addr(50051));
         assert_eq!(settings.http_addr, addr(8080));
         assert_eq!(settings.ops_addr, addr(9464));
-        assert_eq!(settings.redis_prefix, "gatepass:");
+        assert!(settings.redis.is_none());
+        assert_eq!(settings.cache.ttl, Duration::from_secs(300));
+        assert_eq!(settings.last_used_flush_interval, Duration::from_secs(10));
         assert_eq!(settings.token_format.prefix(), "gp_");
         assert_eq!(settings.identity_headers, IdentityHeaders::default());
         assert_eq!(settings.remove_headers, ["authorization"]);

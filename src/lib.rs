@@ -7,6 +7,9 @@
 //! Module map:
 //! - [`token`] — the token format: parse, checksum, generate, digest (pure).
 //! - [`authz`] — the decision core, with abilities and client addresses.
+//! - [`cache`] — the tiered lookup: L1 memory, L2 Redis, single-flight,
+//!   invalidation from database notifications.
+//! - [`usage`] — batched `last_used_at`.
 //! - [`store`] — the database; the only module with SQL.
 //! - [`grpc`] — Envoy's ext_authz `Check` adapter.
 //! - [`http`] — `/auth` and `/ext-authz/…` adapters.
@@ -17,6 +20,7 @@
 //! - [`telemetry`] — logging.
 
 pub mod authz;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod grpc;
@@ -26,3 +30,4 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod usage;

@@ -13,10 +13,12 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::authz::Authorizer;
+use crate::cache::{Redis, Tiers, invalidation};
 use crate::config::Settings;
 use crate::grpc::{ExtAuthz, GrpcOptions};
 use crate::http::{HttpOptions, HttpState};
 use crate::store::Store;
+use crate::usage::{self, FlushStats};
 use crate::{http, ops};
 
 /// A running gatepass. Dropping it does not stop it; call [`Running::stop`].
@@ -25,17 +27,51 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub ops_addr: SocketAddr,
+    /// The cache tiers every surface shares.
+    pub tiers: Tiers,
+    /// What the last-used flusher has written so far.
+    pub usage_stats: watch::Receiver<FlushStats>,
     stop_grpc: watch::Sender<bool>,
     http: ServerHandle,
     ops: ServerHandle,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    stop_background: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Binds every listener (port 0 picks a free port) and starts serving.
 /// Migrations are the caller's business.
 pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running> {
-    let authorizer = Authorizer::new(
+    let redis = settings
+        .redis
+        .clone()
+        .map(Redis::new)
+        .transpose()
+        .context("cannot set up Redis")?;
+    let tiers = Tiers::new(store.clone(), redis, &settings.cache);
+    let (stop_background, background_stopped) = watch::channel(false);
+    // Floors must outlive anything L2 could still hold.
+    let floor_ttl = settings
+        .redis
+        .as_ref()
+        .map_or(Duration::from_secs(60), |redis| {
+            redis.ttl + Duration::from_secs(10)
+        });
+    let feed = tokio::spawn(invalidation::run(
+        tiers.clone(),
+        floor_ttl,
+        background_stopped.clone(),
+    ));
+    let (stats, usage_stats) = watch::channel(FlushStats::default());
+    let (usage, flusher) = usage::start(
         store.clone(),
+        settings.last_used_flush_interval,
+        background_stopped,
+        stats,
+    );
+    let authorizer = Authorizer::new(
+        tiers.clone(),
+        Some(usage),
         settings.token_format.clone(),
         settings
             .token_max_age
@@ -124,22 +160,32 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         grpc_addr,
         http_addr,
         ops_addr,
+        tiers,
+        usage_stats,
         stop_grpc,
         http,
         ops,
         tasks,
+        stop_background,
+        background: vec![feed, flusher],
     })
 }
 
 impl Running {
-    /// Stops accepting on every listener and waits, up to `grace`, for
-    /// in-flight requests to finish.
+    /// Stops accepting on every listener, waits up to `grace` for
+    /// in-flight requests to finish, then writes pending last-used times.
     pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
         let _ = self.stop_grpc.send(true);
         tokio::join!(self.http.stop(true), self.ops.stop(true));
+        let background = self.background;
+        let stop_background = self.stop_background;
         let all = async {
             for task in self.tasks {
                 task.await.context("server task panicked")??;
+            }
+            let _ = stop_background.send(true);
+            for task in background {
+                task.await.context("background task panicked")?;
             }
             anyhow::Ok(())
         };
@@ -170,4 +216,10 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

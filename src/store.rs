@@ -4,6 +4,8 @@
 mod postgres;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +25,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("unsupported database url {0:?}: use postgres://")]
     UnsupportedUrl(String),
+    #[error("database unreachable moments ago; retrying shortly")]
+    CoolingDown,
 }
 
 /// How to reach the database.
@@ -131,6 +135,8 @@ pub struct NewToken {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Token lookups sent to the database, for tests and metrics.
+    lookups: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +170,13 @@ impl Store {
         }
     }
 
+    /// Token lookups this store has sent to the database so far.
+    pub fn lookup_count(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Postgres(store) => store.find_token_by_id(id).await,
         }
@@ -174,6 +186,7 @@ impl Store {
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Postgres(store) => store.find_token_by_digest(digest).await,
         }
@@ -234,13 +247,117 @@ impl Store {
             Backend::Postgres(store) => store.prune_tokens(before).await,
         }
     }
+
+    /// Writes last-used times in one statement.
+    pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.record_last_used(uses).await,
+        }
+    }
+
+    /// Ids and digests of a service's tokens (to drop them from L2).
+    pub async fn token_keys_of_service(
+        &self,
+        service_id: i64,
+    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => store.token_keys_of_service(service_id).await,
+        }
+    }
+
+    /// Subscribes to changes made by any writer, plain SQL included.
+    pub async fn changes(&self) -> Result<ChangeFeed, StoreError> {
+        match &self.backend {
+            Backend::Postgres(store) => Ok(ChangeFeed {
+                listener: store.listen().await?,
+            }),
+        }
+    }
 }
 
 impl From<PostgresStore> for Store {
     fn from(store: PostgresStore) -> Self {
         Self {
             backend: Backend::Postgres(store),
+            lookups: Arc::default(),
         }
+    }
+}
+
+/// A change that can alter decisions, as the database announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Token {
+        id: i64,
+        version: i64,
+        digest: TokenDigest,
+    },
+    Service {
+        id: i64,
+        version: i64,
+    },
+    /// Anything may have changed (a table was truncated, or a payload could
+    /// not be read); nothing older than `version` may be believed.
+    Everything {
+        version: i64,
+    },
+}
+
+impl Change {
+    /// Reads a trigger payload: `t:<id>:<version>:<hex>`, `s:<id>:<version>`
+    /// or `flush:<version>`. Anything unreadable counts as
+    /// [`Change::Everything`] with no version floor.
+    pub fn parse(payload: &str) -> Change {
+        let mut parts = payload.split(':');
+        let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("t"), Some(id), Some(version), Some(hex)) => {
+                match (id.parse(), version.parse(), decode_hex(hex)) {
+                    (Ok(id), Ok(version), Some(digest)) => Some(Change::Token {
+                        id,
+                        version,
+                        digest,
+                    }),
+                    _ => None,
+                }
+            }
+            (Some("s"), Some(id), Some(version), None) => match (id.parse(), version.parse()) {
+                (Ok(id), Ok(version)) => Some(Change::Service { id, version }),
+                _ => None,
+            },
+            (Some("flush"), Some(version), None, None) => version
+                .parse()
+                .ok()
+                .map(|version| Change::Everything { version }),
+            _ => None,
+        };
+        parsed.unwrap_or(Change::Everything { version: 0 })
+    }
+}
+
+pub(crate) fn decode_hex(hex: &str) -> Option<TokenDigest> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    TokenDigest::from_bytes(&bytes)
+}
+
+/// A live subscription to [`Change`]s.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeFeed {
+    /// The next change. `Ok(None)` means the connection was lost and
+    /// changes may have been missed: drop the feed and subscribe again.
+    pub async fn next(&mut self) -> Result<Option<Change>, StoreError> {
+        let notification = self.listener.try_recv().await?;
+        Ok(notification.map(|n| Change::parse(n.payload())))
     }
 }
 
@@ -271,6 +388,42 @@ mod tests {
         }
         for bad in ["", "Billing", "-x", "with space", "é", &"x".repeat(65)] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn change_payloads_parse_and_junk_flushes_everything() {
+        let digest = TokenDigest::of(b"x");
+        let hex: String = digest
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            Change::parse(&format!("t:12:99:{hex}")),
+            Change::Token {
+                id: 12,
+                version: 99,
+                digest
+            }
+        );
+        assert_eq!(
+            Change::parse("s:3:100"),
+            Change::Service {
+                id: 3,
+                version: 100
+            }
+        );
+        assert_eq!(
+            Change::parse("flush:77"),
+            Change::Everything { version: 77 }
+        );
+        for junk in ["flush", "", "t:1:2", "s:x:1", "t:1:2:zz", "s:1:2:3"] {
+            assert_eq!(
+                Change::parse(junk),
+                Change::Everything { version: 0 },
+                "{junk}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::{
@@ -16,13 +16,17 @@ use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The channel the triggers of `0002_change_versions_and_notify.sql` notify.
+const CHANGE_CHANNEL: &str = "gatepass_invalidate";
+
 // Column lists as macros so every statement is one `&'static str`, built
 // at compile time rather than per query.
 macro_rules! token_record_select {
     () => {
-        "SELECT t.id, t.token_hash, t.kind, t.abilities, t.expires_at, t.revoked_at, \
-         t.created_at, s.id AS service_id, s.name AS service_name, s.is_active, \
-         s.ip_allowlist FROM tokens t JOIN services s ON s.id = t.service_id"
+        "SELECT t.id, t.version, t.token_hash, t.kind, t.abilities, t.expires_at, \
+         t.revoked_at, t.created_at, s.id AS service_id, s.version AS service_version, \
+         s.name AS service_name, s.is_active, s.ip_allowlist \
+         FROM tokens t JOIN services s ON s.id = t.service_id"
     };
 }
 
@@ -230,6 +234,45 @@ impl PostgresStore {
         Ok(result.rows_affected())
     }
 
+    /// Writes a batch of last-used times in one statement; never moves a
+    /// time backwards.
+    pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = uses.iter().copied().unzip();
+        let result = sqlx::query(
+            "UPDATE tokens SET last_used_at = u.used_at \
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, used_at) \
+             WHERE tokens.id = u.id \
+               AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.used_at)",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn token_keys_of_service(
+        &self,
+        service_id: i64,
+    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = $1")
+                .bind(service_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, hash)| TokenDigest::from_bytes(&hash).map(|digest| (id, digest)))
+            .collect())
+    }
+
+    /// Subscribes to the change notifications the triggers send.
+    pub async fn listen(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(listener)
+    }
+
     async fn require_service(&self, name: &ServiceName) -> Result<(), StoreError> {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)")
@@ -261,6 +304,7 @@ fn token_record(row: &PgRow) -> Result<TokenRecord, sqlx::Error> {
     let hash: &[u8] = row.try_get("token_hash")?;
     Ok(TokenRecord {
         id: row.try_get("id")?,
+        version: row.try_get("version")?,
         digest: TokenDigest::from_bytes(hash)
             .ok_or_else(|| decode_error("token_hash is not 32 bytes"))?,
         kind: token_kind(row)?,
@@ -270,6 +314,7 @@ fn token_record(row: &PgRow) -> Result<TokenRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         service: ServiceRecord {
             id: row.try_get("service_id")?,
+            version: row.try_get("service_version")?,
             name: row.try_get("service_name")?,
             is_active: row.try_get("is_active")?,
             ip_allowlist: NetList::new(row.try_get("ip_allowlist")?),

@@ -15,7 +15,7 @@ use gatepass::token::{IssuedToken, TokenFormat};
 use sqlx::ConnectOptions;
 use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// The URL of the database behind a `#[sqlx::test]` pool.
 pub fn database_url(pool: &PgPool) -> String {
@@ -40,6 +40,8 @@ pub fn test_settings(database_url: &str, customise: impl FnOnce(&mut SettingsArg
 
 pub struct TestApp {
     pub store: Store,
+    pub tiers: gatepass::cache::Tiers,
+    pub usage_stats: watch::Receiver<gatepass::usage::FlushStats>,
     pub running: Option<Running>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -64,11 +66,48 @@ impl TestApp {
             .expect("gatepass starts");
         Self {
             store,
+            tiers: running.tiers.clone(),
+            usage_stats: running.usage_stats.clone(),
             grpc_addr: running.grpc_addr,
             http_addr: running.http_addr,
             ops_addr: running.ops_addr,
             running: Some(running),
         }
+    }
+
+    /// Waits until change notifications are arriving.
+    pub async fn wait_for_feed(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.tiers.feed_connected() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "change feed never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Checks `token` through the decision core on this instance's tiers,
+    /// returning the decision and which tier answered.
+    pub async fn check(
+        &self,
+        token: &str,
+    ) -> (gatepass::authz::Decision, Option<gatepass::cache::Outcome>) {
+        let authorizer = gatepass::authz::Authorizer::new(
+            self.tiers.clone(),
+            None,
+            TokenFormat::default(),
+            None,
+        );
+        let header = format!("Bearer {token}");
+        let request = gatepass::authz::CheckRequest {
+            authorization: Some(header.as_bytes()),
+            ..Default::default()
+        };
+        authorizer
+            .check_explained(&request)
+            .await
+            .expect("check answers")
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -240,44 +279,52 @@ async fn sqlx_insert_legacy(store: &Store, plain: &str) {
         .unwrap();
 }
 
-/// A TCP forwarder in front of Postgres that a test can cut, to make the
-/// database unreachable without touching the shared server.
+/// A TCP forwarder in front of Postgres or Redis that a test can cut and
+/// restore, to make a server unreachable without touching the shared one.
 pub struct CuttableLink {
     pub addr: SocketAddr,
-    cut: Arc<Notify>,
+    up: Arc<watch::Sender<bool>>,
 }
 
 impl CuttableLink {
     pub async fn to(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Notify::new());
-        let cut_signal = cut.clone();
+        let (up, _) = watch::channel(true);
+        let up = Arc::new(up);
+        let state = up.clone();
         tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
             loop {
-                tokio::select! {
-                    _ = cut_signal.notified() => break,
-                    accepted = listener.accept() => {
-                        let Ok((mut inbound, _)) = accepted else { break };
-                        connections.spawn(async move {
-                            if let Ok(mut outbound) = TcpStream::connect(target).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                            }
-                        });
-                    }
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut link_state = state.subscribe();
+                if !*link_state.borrow() {
+                    // Cut: accept and close at once, like a dead server.
+                    drop(inbound);
+                    continue;
                 }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = link_state.wait_for(|up| !*up) => {}
+                    }
+                });
             }
-            // Dropping the listener refuses new connections; aborting the
-            // tasks resets the ones already open.
-            drop(listener);
-            connections.abort_all();
         });
-        Self { addr, cut }
+        Self { addr, up }
     }
 
+    /// Resets open connections and refuses new ones.
     pub fn cut(&self) {
-        self.cut.notify_one();
+        self.up.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.up.send_replace(true);
     }
 
     /// Store options that reach `pool`'s database through this link.
@@ -290,10 +337,48 @@ impl CuttableLink {
             .port(self.addr.port());
         StoreOptions {
             url: options.to_url_lossy().to_string(),
-            max_connections: 2,
+            max_connections: 4,
             timeout: Duration::from_millis(500),
         }
     }
+}
+
+/// The Redis the tests share; each test uses its own key prefix.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn redis_addr() -> SocketAddr {
+    let url = redis_url();
+    let authority = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    authority
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("REDIS_URL is redis://host:port")
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("gatepass-test:{}:", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
+}
+
+/// Settings arguments for an instance using Redis with `prefix`.
+pub fn with_redis(args: &mut SettingsArgs, prefix: &str) {
+    args.redis_url = Some(redis_url());
+    args.redis_prefix = Some(prefix.to_owned());
 }
 
 /// Where the test Postgres listens.

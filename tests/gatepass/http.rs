@@ -288,9 +288,15 @@ async fn unreachable_store_answers_503(pool: PgPool) {
         StatusCode::OK
     );
     link.cut();
-    let response = auth_request(&app, Some(&table.valid)).send().await.unwrap();
+    // Never looked up, so not cached: the answer cannot be known.
+    let response = auth_request(&app, Some(&table.expired))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get("x-gatepass-service").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
 
     let ready = Client::new()
         .get(app.ops_url("/readyz"))

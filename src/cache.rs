@@ -1,0 +1,357 @@
+//! The tiered lookup (SPEC §6): L1 in-process, then L2 Redis (optional),
+//! then the database, with concurrent misses coalesced and every change
+//! announced by the database pushed into both caches.
+//!
+//! Freshness rests on invalidation, not on TTLs: the TTLs only bound what a
+//! lost notification could cost. While the notification feed is down, L1
+//! entries count as fresh for [`DEGRADED_TTL_MS`] only and L2 is bypassed,
+//! so a revocation still lands within a second. While the database is down,
+//! cached tokens are served stale up to `max_stale`; unknown ones are
+//! unavailable.
+
+mod flight;
+mod floors;
+pub mod invalidation;
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use crate::authz::TokenRecord;
+use crate::store::{Store, StoreError};
+use crate::token::TokenKey;
+use flight::Flights;
+use floors::Floors;
+pub use memory::CachedToken;
+use memory::{Hit, Memory};
+pub use redis::{Redis, RedisOptions, Stored};
+
+/// How long L1 entries count as fresh while invalidations cannot arrive.
+pub const DEGRADED_TTL_MS: i64 = 1_000;
+/// After a database error, lookups skip the database this long (serving
+/// stale entries or failing fast), then one tries again.
+const DATABASE_RETRY_MS: i64 = 500;
+
+/// Where an answer came from; doubles as the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    L1Hit,
+    L1Negative,
+    L2Hit,
+    L2Negative,
+    Db,
+    DbNegative,
+    /// Served past its TTL because the database could not be reached.
+    Stale,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::L1Hit => "l1_hit",
+            Self::L1Negative => "l1_negative",
+            Self::L2Hit => "l2_hit",
+            Self::L2Negative => "l2_negative",
+            Self::Db => "db",
+            Self::DbNegative => "db_negative",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// The answer of a lookup: the token if one is known, and where from.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub token: Option<Arc<CachedToken>>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    pub capacity: usize,
+    pub ttl: Duration,
+    pub negative_capacity: usize,
+    pub negative_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(300),
+            negative_capacity: 100_000,
+            negative_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+type Shared = Result<Lookup, Arc<StoreError>>;
+
+/// The tiers, shared by every surface. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Tiers {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    memory: Memory,
+    redis: Option<Redis>,
+    flights: Flights<TokenKey, Shared>,
+    floors: Floors,
+    /// Whether change notifications are arriving.
+    feed_connected: AtomicBool,
+    database_retry_at_ms: AtomicI64,
+    ttl_ms: i64,
+    max_stale_ms: i64,
+}
+
+impl Tiers {
+    pub fn new(store: Store, redis: Option<Redis>, options: &CacheOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                memory: Memory::new(
+                    options.capacity,
+                    options.negative_capacity,
+                    millis(options.negative_ttl),
+                ),
+                store,
+                redis,
+                flights: Flights::new(),
+                floors: Floors::default(),
+                feed_connected: AtomicBool::new(false),
+                database_retry_at_ms: AtomicI64::new(0),
+                ttl_ms: millis(options.ttl),
+                max_stale_ms: millis(options.max_stale),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn redis(&self) -> Option<&Redis> {
+        self.inner.redis.as_ref()
+    }
+
+    /// Tokens cached in L1.
+    pub fn cached_tokens(&self) -> usize {
+        self.inner.memory.len()
+    }
+
+    pub fn feed_connected(&self) -> bool {
+        self.inner.feed_connected.load(Ordering::Acquire)
+    }
+
+    /// Resolves `key`. The hot path, an L1 hit, takes no lock and does no
+    /// I/O.
+    pub async fn lookup(&self, key: TokenKey, now_ms: i64) -> Result<Lookup, Arc<StoreError>> {
+        let inner = &self.inner;
+        let ttl_ms = if self.feed_connected() {
+            inner.ttl_ms
+        } else {
+            DEGRADED_TTL_MS.min(inner.ttl_ms)
+        };
+        let stale = match inner.memory.get(&key, now_ms, ttl_ms) {
+            Hit::Fresh(token) => return Ok(found(token, Outcome::L1Hit)),
+            Hit::Negative(token) => {
+                return Ok(Lookup {
+                    token,
+                    outcome: Outcome::L1Negative,
+                });
+            }
+            Hit::Stale(token) => Some(token),
+            Hit::Miss => None,
+        };
+        let fetched = inner.flights.run(key, || self.fetch(key, now_ms)).await;
+        match (fetched, stale) {
+            (Err(_), Some(stale)) if now_ms - stale.fetched_ms <= inner.max_stale_ms => {
+                Ok(found(stale, Outcome::Stale))
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// L2, then the database; fills the tiers above on the way back.
+    async fn fetch(&self, key: TokenKey, now_ms: i64) -> Shared {
+        let inner = &self.inner;
+        if let Some(redis) = inner.redis.as_ref().filter(|_| self.feed_connected()) {
+            match redis.get(key).await {
+                Some(Stored::Token(record)) if inner.floors.admits(key, &record) => {
+                    let token = Arc::new(CachedToken::new(*record, now_ms));
+                    let token = self.fill_memory(key, Some(token), now_ms);
+                    return Ok(found_or_absent(token, Outcome::L2Hit));
+                }
+                Some(Stored::Absent) if inner.floors.admits_absent(key) => {
+                    self.fill_memory(key, None, now_ms);
+                    return Ok(Lookup {
+                        token: None,
+                        outcome: Outcome::L2Negative,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if now_ms < inner.database_retry_at_ms.load(Ordering::Relaxed) {
+            return Err(Arc::new(StoreError::CoolingDown));
+        }
+        let record = match self.read_database(key).await {
+            Ok(record) => record,
+            Err(error) => {
+                inner
+                    .database_retry_at_ms
+                    .store(now_ms + DATABASE_RETRY_MS, Ordering::Relaxed);
+                return Err(Arc::new(error));
+            }
+        };
+        let stored = match &record {
+            Some(record) => Stored::Token(Box::new(record.clone())),
+            None => Stored::Absent,
+        };
+        let token = record.map(|record| Arc::new(CachedToken::new(record, now_ms)));
+        let token = self.fill_memory(key, token, now_ms);
+        if let Some(redis) = inner.redis.clone().filter(|_| self.feed_connected()) {
+            // Off the request path: the caller has its answer already.
+            let tiers = self.clone();
+            tokio::spawn(async move { tiers.fill_redis(&redis, key, stored).await });
+        }
+        let outcome = if token.is_some() {
+            Outcome::Db
+        } else {
+            Outcome::DbNegative
+        };
+        Ok(Lookup { token, outcome })
+    }
+
+    /// Reads until the row is at least as new as every change already
+    /// announced for it (a read that began before a change can return
+    /// after its notification).
+    async fn read_database(&self, key: TokenKey) -> Result<Option<TokenRecord>, StoreError> {
+        let store = &self.inner.store;
+        let mut attempts = 0;
+        loop {
+            let record = match key {
+                TokenKey::Id(id) => store.find_token_by_id(id).await?,
+                TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await?,
+            };
+            attempts += 1;
+            let current = match &record {
+                Some(record) => self.inner.floors.admits(key, record),
+                None => self.inner.floors.admits_absent(key),
+            };
+            if current || attempts == 3 {
+                return Ok(record);
+            }
+        }
+    }
+
+    /// Caches a fill in L1 unless a change overtook it; checked again after
+    /// the insert, since an invalidation may land in between (see floors).
+    fn fill_memory(
+        &self,
+        key: TokenKey,
+        token: Option<Arc<CachedToken>>,
+        now_ms: i64,
+    ) -> Option<Arc<CachedToken>> {
+        let memory = &self.inner.memory;
+        if self.admits(key, &token) {
+            memory.put(key, token.clone(), now_ms);
+            if !self.admits(key, &token) {
+                memory.remove_fill(&key, &token);
+            }
+        }
+        token
+    }
+
+    async fn fill_redis(&self, redis: &Redis, key: TokenKey, stored: Stored) {
+        let admitted = |stored: &Stored| match stored {
+            Stored::Token(record) => self.inner.floors.admits(key, record),
+            Stored::Absent => self.inner.floors.admits_absent(key),
+        };
+        if admitted(&stored) {
+            redis.put(key, &stored).await;
+        }
+    }
+
+    fn admits(&self, key: TokenKey, token: &Option<Arc<CachedToken>>) -> bool {
+        match token {
+            Some(token) => self.inner.floors.admits(key, &token.record),
+            None => self.inner.floors.admits_absent(key),
+        }
+    }
+
+    /// A token row changed: raise its floors, then drop it everywhere.
+    pub async fn invalidate_token(&self, change: TokenChange, now_ms: i64) {
+        let inner = &self.inner;
+        let keys = [TokenKey::Id(change.id), TokenKey::Digest(change.digest)];
+        for key in keys {
+            inner.floors.raise_token(key, change.version, now_ms);
+            inner.memory.remove_older(&key, change.version);
+        }
+        if let Some(redis) = &inner.redis {
+            for key in keys {
+                redis.bury(key, change.version).await;
+            }
+        }
+    }
+
+    /// A service changed: raise its floor, then drop its tokens from L1. L2
+    /// entries carry the service version and are refused by the floor.
+    pub fn invalidate_service(&self, id: i64, version: i64, now_ms: i64) {
+        self.inner.floors.raise_service(id, version, now_ms);
+        self.inner.memory.remove_service(id, version);
+    }
+
+    /// Anything may have changed: nothing older than `version` is
+    /// believed, from L2 either, and L1 starts over.
+    pub fn invalidate_everything(&self, version: i64, now_ms: i64) {
+        if version > 0 {
+            self.inner.floors.raise_all(version, now_ms);
+        }
+        self.inner.memory.clear();
+    }
+
+    /// Drops everything L1 holds (notifications may have been missed).
+    pub fn flush_memory(&self) {
+        self.inner.memory.clear();
+    }
+
+    fn set_feed_connected(&self, connected: bool) {
+        self.inner
+            .feed_connected
+            .store(connected, Ordering::Release);
+    }
+
+    fn prune_floors(&self, before_ms: i64) {
+        self.inner.floors.prune(before_ms);
+    }
+}
+
+/// What a token notification says.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenChange {
+    pub id: i64,
+    pub version: i64,
+    pub digest: crate::token::TokenDigest,
+}
+
+fn found(token: Arc<CachedToken>, outcome: Outcome) -> Lookup {
+    Lookup {
+        token: Some(token),
+        outcome,
+    }
+}
+
+fn found_or_absent(token: Option<Arc<CachedToken>>, outcome: Outcome) -> Lookup {
+    Lookup { token, outcome }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,111 @@
+//! Pushes every change the database announces into the caches.
+//!
+//! Why Postgres `LISTEN/NOTIFY` and not Redis pub/sub: the triggers fire for
+//! every writer (gatepass, the CLI, an operator's plain SQL, another
+//! application), notifications are delivered on commit and in commit order,
+//! and the feed needs no Redis, which is optional. When the feed is lost,
+//! L1 entries count as fresh for one second only until it is back; on
+//! reconnect L1 is flushed, because changes may have been missed.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Tiers, TokenChange};
+use crate::store::Change;
+use crate::token::TokenKey;
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true.
+pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut retry = RETRY_MIN;
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        let connected = tokio::select! {
+            _ = crate::server::stopped(&mut shutdown) => return,
+            feed = tiers.store().changes() => feed,
+        };
+        let mut feed = match connected {
+            Ok(feed) => feed,
+            Err(error) => {
+                if retry == RETRY_MIN {
+                    tracing::warn!(%error, "cannot subscribe to changes; retrying");
+                }
+                tokio::select! {
+                    _ = crate::server::stopped(&mut shutdown) => return,
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
+            }
+        };
+        // Whatever changed while we were not listening is unknown.
+        tiers.flush_memory();
+        tiers.set_feed_connected(true);
+        retry = RETRY_MIN;
+        tracing::info!("listening for token and service changes");
+        loop {
+            tokio::select! {
+                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = prune.tick() => {
+                    let ttl_ms = i64::try_from(floor_ttl.as_millis()).unwrap_or(i64::MAX);
+                    tiers.prune_floors(super::redis::now_ms().saturating_sub(ttl_ms));
+                }
+                change = feed.next() => match change {
+                    Ok(Some(change)) => apply(&tiers, change).await,
+                    Ok(None) | Err(_) => {
+                        tiers.set_feed_connected(false);
+                        tracing::warn!("lost the change feed; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn apply(tiers: &Tiers, change: Change) {
+    let now_ms = super::redis::now_ms();
+    match change {
+        Change::Token {
+            id,
+            version,
+            digest,
+        } => {
+            tiers
+                .invalidate_token(
+                    TokenChange {
+                        id,
+                        version,
+                        digest,
+                    },
+                    now_ms,
+                )
+                .await;
+        }
+        Change::Service { id, version } => {
+            tiers.invalidate_service(id, version, now_ms);
+            if let Some(redis) = tiers.redis().cloned() {
+                // Tombstone the service's tokens in L2, off the feed's path.
+                let store = tiers.store().clone();
+                tokio::spawn(async move {
+                    match store.token_keys_of_service(id).await {
+                        Ok(keys) => {
+                            for (token_id, digest) in keys {
+                                redis.bury(TokenKey::Id(token_id), version).await;
+                                redis.bury(TokenKey::Digest(digest), version).await;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, service_id = id, "cannot list a changed service's tokens")
+                        }
+                    }
+                });
+            }
+        }
+        Change::Everything { version } => tiers.invalidate_everything(version, now_ms),
+    }
+}

@@ -1,0 +1,372 @@
+//! L2: Redis, shared by every instance (optional).
+//!
+//! Values are `<version> <payload>`: a token's record as JSON, `-` for "no
+//! such token", `x` for a tombstone left by an invalidation. Writes go
+//! through a compare-and-set script that refuses anything older than what
+//! is stored, so a slow fill can never overwrite a newer state or a
+//! tombstone. Every call is bounded by a short timeout and guarded by a
+//! circuit breaker: a dead Redis costs one timeout, then is skipped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bb8_redis::RedisConnectionManager;
+use bb8_redis::bb8::Pool;
+use bb8_redis::redis::{self, Script};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::authz::abilities::Ability;
+use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::token::{TokenDigest, TokenKey};
+
+/// Consecutive failures that open the breaker, and how long it stays open.
+const BREAKER_THRESHOLD: u32 = 3;
+const BREAKER_COOLDOWN_MS: i64 = 5_000;
+/// At most one error log line per this interval.
+const LOG_INTERVAL_MS: i64 = 10_000;
+
+/// ARGV: version, payload, ttl in ms, and "1" for a tombstone. A value
+/// replaces one of the same version (a refill), a tombstone does not (the
+/// entry already shows the change).
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local stored = tonumber(string.match(current, '^(%d+) '))
+  local version = tonumber(ARGV[1])
+  if stored and (stored > version or (ARGV[4] == '1' and stored == version)) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    pub prefix: String,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub timeout: Duration,
+}
+
+/// What L2 holds for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Token(Box<TokenRecord>),
+    Absent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("invalid redis url: {0}")]
+    Url(String),
+}
+
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<RedisConnectionManager>,
+    options: RedisOptions,
+    cas: Script,
+    breaker: Breaker,
+    errors: AtomicU64,
+    last_log_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("prefix", &self.inner.options.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Connects lazily: a Redis that is down at start-up is not fatal.
+    pub fn new(options: RedisOptions) -> Result<Self, RedisError> {
+        let manager = RedisConnectionManager::new(options.url.as_str())
+            .map_err(|e| RedisError::Url(e.to_string()))?;
+        let pool = Pool::builder()
+            .max_size(8)
+            .min_idle(Some(0))
+            .connection_timeout(options.timeout)
+            .retry_connection(false)
+            .build_unchecked(manager);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                cas: Script::new(CAS_SCRIPT),
+                breaker: Breaker::default(),
+                errors: AtomicU64::new(0),
+                last_log_ms: AtomicI64::new(i64::MIN),
+                options,
+            }),
+        })
+    }
+
+    /// Errors so far (timeouts, refused connections, bad replies).
+    pub fn error_count(&self) -> u64 {
+        self.inner.errors.load(Ordering::Relaxed)
+    }
+
+    /// `None` on a miss, when Redis is unreachable or holds a tombstone.
+    pub async fn get(&self, key: TokenKey) -> Option<Stored> {
+        let redis_key = self.key(key);
+        let reply: String = self
+            .call(|mut conn| async move {
+                redis::cmd("GET")
+                    .arg(&redis_key)
+                    .query_async::<Option<String>>(&mut *conn)
+                    .await
+            })
+            .await
+            .flatten()?;
+        let (_, payload) = reply.split_once(' ')?;
+        match payload {
+            "-" => Some(Stored::Absent),
+            "x" => None,
+            json => serde_json::from_str::<WireRecord>(json)
+                .ok()
+                .and_then(WireRecord::into_record)
+                .map(|record| Stored::Token(Box::new(record))),
+        }
+    }
+
+    /// Stores what the database said, unless Redis already holds something
+    /// newer (or a tombstone at least as new).
+    pub async fn put(&self, key: TokenKey, stored: &Stored) {
+        let (version, payload, ttl) = match stored {
+            Stored::Token(record) => (
+                record.version.max(record.service.version),
+                serde_json::to_string(&WireRecord::from(record.as_ref())).unwrap_or_default(),
+                self.inner.options.ttl,
+            ),
+            // "Absent" is the weakest claim: version 0 never overwrites.
+            Stored::Absent => (0, "-".to_owned(), self.inner.options.negative_ttl),
+        };
+        self.compare_and_set(key, version, payload, ttl, false)
+            .await;
+    }
+
+    /// Leaves a tombstone: nothing older than `version` can be stored
+    /// under `key` until the L2 TTL has passed.
+    pub async fn bury(&self, key: TokenKey, version: i64) {
+        self.compare_and_set(key, version, "x".to_owned(), self.inner.options.ttl, true)
+            .await;
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: TokenKey,
+        version: i64,
+        payload: String,
+        ttl: Duration,
+        tombstone: bool,
+    ) {
+        let redis_key = self.key(key);
+        let script = self.inner.cas.clone();
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        self.call(|mut conn| async move {
+            script
+                .key(&redis_key)
+                .arg(version)
+                .arg(payload)
+                .arg(ttl_ms)
+                .arg(if tombstone { "1" } else { "0" })
+                .invoke_async::<i64>(&mut *conn)
+                .await
+        })
+        .await;
+    }
+
+    fn key(&self, key: TokenKey) -> String {
+        let prefix = &self.inner.options.prefix;
+        match key {
+            TokenKey::Id(id) => format!("{prefix}token:id:{id}"),
+            TokenKey::Digest(digest) => format!("{prefix}token:digest:{}", hex(&digest)),
+        }
+    }
+
+    /// Runs one command with the timeout and the breaker; `None` when it
+    /// failed or was skipped.
+    async fn call<T, F, Fut>(&self, command: F) -> Option<T>
+    where
+        F: FnOnce(bb8_redis::bb8::PooledConnection<'static, RedisConnectionManager>) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        let now = now_ms();
+        if !inner.breaker.allows(now) {
+            return None;
+        }
+        let timeout = inner.options.timeout;
+        let result = tokio::time::timeout(timeout, async {
+            let conn = inner
+                .pool
+                .get_owned()
+                .await
+                .map_err(|e| format!("no connection: {e}"))?;
+            command(conn).await.map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")));
+        match result {
+            Ok(value) => {
+                inner.breaker.success();
+                Some(value)
+            }
+            Err(error) => {
+                inner.errors.fetch_add(1, Ordering::Relaxed);
+                let opened = inner.breaker.failure(now);
+                self.log(&error, opened, now);
+                None
+            }
+        }
+    }
+
+    fn log(&self, error: &str, opened: bool, now: i64) {
+        let last = self.inner.last_log_ms.load(Ordering::Relaxed);
+        let due = last == i64::MIN || now - last >= LOG_INTERVAL_MS;
+        if (due || opened)
+            && self
+                .inner
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let errors = self.inner.errors.load(Ordering::Relaxed);
+            tracing::warn!(
+                error,
+                errors_total = errors,
+                breaker_open = opened,
+                "redis unavailable; falling through to the database"
+            );
+        }
+    }
+}
+
+/// Opens after [`BREAKER_THRESHOLD`] consecutive failures; while open, calls
+/// are skipped for [`BREAKER_COOLDOWN_MS`], then tried again.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: AtomicU32,
+    open_until_ms: AtomicI64,
+}
+
+impl Breaker {
+    fn allows(&self, now: i64) -> bool {
+        now >= self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns true when this failure opened the breaker.
+    fn failure(&self, now: i64) -> bool {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= BREAKER_THRESHOLD {
+            self.failures.store(0, Ordering::Relaxed);
+            self.open_until_ms
+                .store(now + BREAKER_COOLDOWN_MS, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn hex(digest: &TokenDigest) -> String {
+    use std::fmt::Write;
+    digest
+        .as_bytes()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+/// A token record as stored in Redis.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRecord {
+    id: i64,
+    version: i64,
+    digest: String,
+    kind: String,
+    abilities: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    service_id: i64,
+    service_version: i64,
+    service_name: String,
+    service_active: bool,
+    allowlist: String,
+}
+
+impl From<&TokenRecord> for WireRecord {
+    fn from(record: &TokenRecord) -> Self {
+        Self {
+            id: record.id,
+            version: record.version,
+            digest: hex(&record.digest),
+            kind: record.kind.as_str().to_owned(),
+            abilities: record
+                .abilities
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+            expires_at: record.expires_at,
+            revoked_at: record.revoked_at,
+            created_at: record.created_at,
+            service_id: record.service.id,
+            service_version: record.service.version,
+            service_name: record.service.name.clone(),
+            service_active: record.service.is_active,
+            allowlist: record.service.ip_allowlist.to_string(),
+        }
+    }
+}
+
+impl WireRecord {
+    /// Anything that does not read back exactly is treated as a miss.
+    fn into_record(self) -> Option<TokenRecord> {
+        let digest = crate::store::decode_hex(&self.digest)?;
+        Some(TokenRecord {
+            id: self.id,
+            version: self.version,
+            digest,
+            kind: TokenKind::parse(&self.kind)?,
+            abilities: Abilities::new(
+                self.abilities
+                    .iter()
+                    .map(|a| Ability::parse(a))
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+            ),
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            created_at: self.created_at,
+            service: ServiceRecord {
+                id: self.service_id,
+                version: self.service_version,
+                name: self.service_name,
+                is_active: self.service_active,
+                ip_allowlist: NetList::parse(&self.allowlist).ok()?,
+            },
+        })
+    }
+}
