@@ -443,6 +443,7 @@ async fn ten_thousand_checks_write_last_used_in_batches(pool: PgPool) {
         args.last_used_flush_interval = Some("500ms".into());
     })
     .await;
+    app.wait_for_feed().await;
     let fixtures = Fixtures { store: &app.store };
     fixtures.service("billing", "").await;
     let (token, id) = fixtures.token(TokenSpec::default()).await;
@@ -464,7 +465,10 @@ async fn ten_thousand_checks_write_last_used_in_batches(pool: PgPool) {
     let elapsed = start.elapsed();
     let lookups = app.store.lookup_count() - lookups_before;
     // One fill per token; every other check is answered from memory.
-    assert!(lookups <= 2 + 2 * (elapsed.as_secs() / 300), "{lookups} lookups");
+    assert!(
+        lookups <= 2 + 2 * (elapsed.as_secs() / 300),
+        "{lookups} lookups"
+    );
     tokio::time::sleep(interval * 2).await;
 
     let stats = *app.usage_stats.borrow();
