@@ -12,8 +12,8 @@ use gatepass::token::TokenFormat;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    CuttableLink, Fixtures, Table, TestApp, TokenSpec, database_url, postgres_addr, redis_addr,
-    redis_url, test_settings, unique_prefix, with_redis,
+    CuttableLink, Fixtures, Table, TestApp, TokenSpec, database_url, redis_addr, redis_url,
+    unique_prefix, with_redis,
 };
 
 const UNKNOWN: &str = "424242|LegacyShapedSecretForAnUnknownId00000";
@@ -331,60 +331,71 @@ async fn plain_sql_service_changes_reach_both_instances(pool: PgPool) {
         ));
         assert_eq!(app.check(&table.valid).await.1, Some(Outcome::L1Hit));
     }
+    let denied = |expected| move |decision: &Decision| reason(decision) == Some(expected);
+    let allowed = |decision: &Decision| matches!(decision, Decision::Allow(_));
 
-    sqlx::query("UPDATE services SET is_active = false WHERE name = 'billing'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    for app in [&a, &b] {
-        let took = time_until_denied(app, &table.valid, DenyReason::ServiceDisabled).await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
-    }
-    sqlx::query("UPDATE services SET is_active = true WHERE name = 'billing'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    for app in [&a, &b] {
-        let start = Instant::now();
-        while !matches!(app.check(&table.valid).await.0, Decision::Allow(_)) {
-            assert!(start.elapsed() < Duration::from_secs(1));
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    execute(
+        &pool,
+        "UPDATE services SET is_active = false WHERE name = 'billing'",
+    )
+    .await;
+    settles_within_a_second([&a, &b], &table.valid, denied(DenyReason::ServiceDisabled)).await;
+    execute(
+        &pool,
+        "UPDATE services SET is_active = true WHERE name = 'billing'",
+    )
+    .await;
+    settles_within_a_second([&a, &b], &table.valid, allowed).await;
 
     // These checks carry no client address: any allowlist shuts them out.
-    sqlx::query("UPDATE services SET ip_allowlist = '{192.0.2.0/24}' WHERE name = 'billing'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    for app in [&a, &b] {
-        let took = time_until_denied(app, &table.valid, DenyReason::IpNotAllowed).await;
-        assert!(took < Duration::from_secs(1), "{took:?}");
-    }
-    sqlx::query("UPDATE services SET ip_allowlist = '{}' WHERE name = 'billing'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE tokens SET abilities = '{nothing}' WHERE id = $1")
-        .bind(table.valid_id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    execute(
+        &pool,
+        "UPDATE services SET ip_allowlist = '{192.0.2.0/24}' WHERE name = 'billing'",
+    )
+    .await;
+    settles_within_a_second([&a, &b], &table.valid, denied(DenyReason::IpNotAllowed)).await;
+    execute(
+        &pool,
+        "UPDATE services SET ip_allowlist = '{}' WHERE name = 'billing'",
+    )
+    .await;
+    settles_within_a_second([&a, &b], &table.valid, allowed).await;
+
+    execute(
+        &pool,
+        "UPDATE tokens SET abilities = '{nothing}' WHERE name = 'test'",
+    )
+    .await;
+    settles_within_a_second([&a, &b], &table.valid, |decision| {
+        matches!(decision, Decision::Allow(record) if record.abilities.header_value() == "nothing")
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn execute(pool: &PgPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
+/// Polls each instance until its decision on `token` is `wanted`; every
+/// one must get there within a second of the call.
+async fn settles_within_a_second(
+    apps: [&TestApp; 2],
+    token: &str,
+    wanted: impl Fn(&Decision) -> bool,
+) {
     let start = Instant::now();
-    for app in [&a, &b] {
+    for app in apps {
         loop {
-            let (decision, _) = app.check(&table.valid).await;
-            if let Decision::Allow(record) = &decision
-                && record.abilities.header_value() == "nothing"
-            {
+            let (decision, _) = app.check(token).await;
+            if wanted(&decision) {
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(1), "{decision:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    a.stop().await;
-    b.stop().await;
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]
@@ -524,18 +535,11 @@ async fn last_used_is_flushed_on_shutdown(pool: PgPool) {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn cached_tokens_survive_a_database_outage_and_service_resumes(pool: PgPool) {
-    let table = Table::provision(&gatepass::store::Store::from(
-        gatepass::store::PostgresStore::from_pool(pool.clone()),
-    ))
-    .await;
-    let link = CuttableLink::to(postgres_addr(&pool)).await;
-    let options = link.store_options(&pool);
-    let settings = test_settings(&options.url, |args| {
+    let (app, link, table) = TestApp::spawn_behind_link(pool, |args| {
         args.cache_ttl = Some("100ms".into());
         args.cache_max_stale = Some("3s".into());
-    });
-    let store = gatepass::store::Store::connect(&options).unwrap();
-    let app = TestApp::spawn_on(settings, store).await;
+    })
+    .await;
     app.wait_for_feed().await;
     let authorizer = Authorizer::new(app.tiers.clone(), None, TokenFormat::default(), None);
     let check = |token: &str| {

@@ -11,9 +11,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use sqlx::PgPool;
 use tonic::transport::Channel;
 
-use crate::helpers::{
-    CuttableLink, Fixtures, Table, TestApp, TokenSpec, postgres_addr, test_settings,
-};
+use crate::helpers::{Fixtures, Table, TestApp, TokenSpec};
 
 const UNAUTHENTICATED: i32 = 16;
 const PERMISSION_DENIED: i32 = 7;
@@ -412,15 +410,7 @@ async fn client_ip_comes_from_forwarded_for_with_trusted_hops(pool: PgPool) {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn unreachable_store_is_unavailable_never_an_allow(pool: PgPool) {
-    let table = Table::provision(&gatepass::store::Store::from(
-        gatepass::store::PostgresStore::from_pool(pool.clone()),
-    ))
-    .await;
-    let link = CuttableLink::to(postgres_addr(&pool)).await;
-    let options = link.store_options(&pool);
-    let settings = test_settings(&options.url, |_| {});
-    let store = gatepass::store::Store::connect(&options).unwrap();
-    let app = TestApp::spawn_on(settings, store).await;
+    let (app, link, table) = TestApp::spawn_behind_link(pool, |_| {}).await;
     let mut client = client(&app).await;
 
     allowed_headers(&check(&mut client, EnvoyCall::bearer(&table.valid)).await);

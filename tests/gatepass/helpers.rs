@@ -60,6 +60,20 @@ impl TestApp {
         Self::spawn_on(settings, store).await
     }
 
+    /// Serves with the database behind a [`CuttableLink`], and provisions
+    /// the decision table directly (not through the link).
+    pub async fn spawn_behind_link(
+        pool: PgPool,
+        customise: impl FnOnce(&mut SettingsArgs),
+    ) -> (Self, CuttableLink, Table) {
+        let table = Table::provision(&Store::from(PostgresStore::from_pool(pool.clone()))).await;
+        let link = CuttableLink::to(postgres_addr(&pool)).await;
+        let options = link.store_options(&pool);
+        let settings = test_settings(&options.url, customise);
+        let store = Store::connect(&options).expect("store options are valid");
+        (Self::spawn_on(settings, store).await, link, table)
+    }
+
     pub async fn spawn_on(settings: Settings, store: Store) -> Self {
         let running = server::start(&settings, store.clone())
             .await

@@ -4,7 +4,7 @@
 use reqwest::{Client, Method, StatusCode};
 use sqlx::PgPool;
 
-use crate::helpers::{CuttableLink, Table, TestApp, postgres_addr, test_settings};
+use crate::helpers::{Table, TestApp};
 
 /// A request as nginx's auth subrequest sends it.
 fn auth_request(app: &TestApp, token: Option<&str>) -> reqwest::RequestBuilder {
@@ -269,15 +269,7 @@ async fn bad_header_input_is_denied_never_a_server_error(pool: PgPool) {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn unreachable_store_answers_503(pool: PgPool) {
-    let table = Table::provision(&gatepass::store::Store::from(
-        gatepass::store::PostgresStore::from_pool(pool.clone()),
-    ))
-    .await;
-    let link = CuttableLink::to(postgres_addr(&pool)).await;
-    let options = link.store_options(&pool);
-    let settings = test_settings(&options.url, |_| {});
-    let store = gatepass::store::Store::connect(&options).unwrap();
-    let app = TestApp::spawn_on(settings, store).await;
+    let (app, link, table) = TestApp::spawn_behind_link(pool, |_| {}).await;
 
     assert_eq!(
         auth_request(&app, Some(&table.valid))
