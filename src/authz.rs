@@ -5,6 +5,7 @@
 
 pub mod abilities;
 pub mod client_ip;
+pub mod policy;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::token::{PresentedToken, TokenFormat};
 use crate::usage::UsageRecorder;
 pub use abilities::{Abilities, Ability, Requirements};
 pub use client_ip::NetList;
+use policy::PolicyHandle;
 
 /// A calling system, as the decision needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +196,10 @@ pub struct CheckError(pub Arc<StoreError>);
 pub struct DecisionContext<'a> {
     pub now: DateTime<Utc>,
     pub client_ip: Option<IpAddr>,
+    /// What the proxy asked for.
     pub requirements: &'a Requirements,
+    /// What the route policy asks for; both must hold.
+    pub route_requirements: Option<&'a Requirements>,
     pub max_age: Option<chrono::Duration>,
 }
 
@@ -225,7 +230,11 @@ pub fn decide(
         Some(DenyReason::ServiceDisabled)
     } else if !record.service.ip_allowlist.admits(context.client_ip) {
         Some(DenyReason::IpNotAllowed)
-    } else if !context.requirements.satisfied_by(&record.abilities) {
+    } else if !context.requirements.satisfied_by(&record.abilities)
+        || !context
+            .route_requirements
+            .is_none_or(|route| route.satisfied_by(&record.abilities))
+    {
         Some(DenyReason::InsufficientAbility)
     } else {
         None
@@ -258,6 +267,7 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
 pub struct Authorizer {
     tiers: Tiers,
     usage: Option<UsageRecorder>,
+    policy: Option<PolicyHandle>,
     format: TokenFormat,
     max_age: Option<chrono::Duration>,
 }
@@ -274,9 +284,16 @@ impl Authorizer {
         Self {
             tiers,
             usage,
+            policy: None,
             format,
             max_age,
         }
+    }
+
+    /// Adds route requirements from a policy file.
+    pub fn with_policy(mut self, policy: Option<PolicyHandle>) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn tiers(&self) -> &Tiers {
@@ -307,10 +324,14 @@ impl Authorizer {
             .lookup(presented.key, now.timestamp_millis())
             .await
             .map_err(CheckError)?;
+        let policy = self.policy.as_ref().map(PolicyHandle::current);
         let context = DecisionContext {
             now,
             client_ip: request.client_ip,
             requirements: &request.requirements,
+            route_requirements: policy
+                .as_ref()
+                .map(|policy| policy.requirements_for(request.method, request.host, request.path)),
             max_age: self.max_age,
         };
         let record = lookup.token.as_ref().map(|token| token.record.clone());
@@ -369,6 +390,7 @@ mod tests {
             now: Utc::now(),
             client_ip,
             requirements,
+            route_requirements: None,
             max_age: None,
         };
         decide(&presented(), Some(Arc::new(record)), &context)
@@ -397,6 +419,7 @@ mod tests {
             now: Utc::now(),
             client_ip: None,
             requirements: &none(),
+            route_requirements: None,
             max_age: None,
         };
         assert_eq!(
@@ -446,6 +469,7 @@ mod tests {
             now: Utc::now(),
             client_ip: None,
             requirements: &requirements,
+            route_requirements: None,
             max_age: Some(Duration::minutes(30)),
         };
         let decision = decide(&presented(), Some(Arc::new(record())), &context);
@@ -512,6 +536,31 @@ mod tests {
         requirements.require_any("orders:write,billing:read");
         assert_eq!(
             reason(decide_with(record(), None, &requirements)),
+            Some(DenyReason::InsufficientAbility)
+        );
+    }
+
+    #[test]
+    fn route_and_proxy_requirements_must_both_hold() {
+        let mut proxy = none();
+        proxy.require_all("orders:read");
+        let mut route = none();
+        route.require_all("billing:read");
+        let mut context = DecisionContext {
+            now: Utc::now(),
+            client_ip: None,
+            requirements: &proxy,
+            route_requirements: None,
+            max_age: None,
+        };
+        let token = Arc::new(record());
+        assert_eq!(
+            reason(decide(&presented(), Some(token.clone()), &context)),
+            None
+        );
+        context.route_requirements = Some(&route);
+        assert_eq!(
+            reason(decide(&presented(), Some(token), &context)),
             Some(DenyReason::InsufficientAbility)
         );
     }

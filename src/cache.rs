@@ -32,7 +32,7 @@ pub use redis::{Redis, RedisOptions, Stored};
 pub const DEGRADED_TTL_MS: i64 = 1_000;
 /// After a database error, lookups skip the database this long (serving
 /// stale entries or failing fast), then one tries again.
-const DATABASE_RETRY_MS: i64 = 500;
+const DATABASE_RETRY_MS: i64 = 250;
 
 /// Where an answer came from; doubles as the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

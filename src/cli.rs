@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::authz::abilities::parse_ability_list;
+use crate::authz::policy::{PolicyError, PolicyHandle};
 use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements, TokenKind};
 use crate::cache::Tiers;
 use crate::config::{Settings, SettingsArgs, parse_duration};
@@ -56,6 +57,15 @@ pub enum Command {
         /// Abilities of which one must be held (comma-separated)
         #[arg(long)]
         require_any: Option<String>,
+        /// Request method, for the route policy
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Request host, for the route policy
+        #[arg(long, default_value = "")]
+        host: String,
+        /// Request path, for the route policy
+        #[arg(long, default_value = "/")]
+        path: String,
     },
 }
 
@@ -151,13 +161,24 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliEr
             ip,
             require_all,
             require_any,
-        } => check(&settings, store, token, ip, require_all, require_any).await,
+            method,
+            host,
+            path,
+        } => {
+            let route = Route { method, host, path };
+            check(&settings, store, token, ip, require_all, require_any, route).await
+        }
     }
 }
 
 async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
     store.migrate().await.context("cannot apply migrations")?;
-    let running = server::start(&settings, store).await?;
+    let running = server::start(&settings, store).await.map_err(|error| {
+        match error.downcast_ref::<PolicyError>() {
+            Some(policy) => usage(format!("invalid GATEPASS_POLICY_FILE: {policy}")),
+            None => CliError::Failed(error),
+        }
+    })?;
     tracing::info!(
         grpc = %running.grpc_addr,
         http = %running.http_addr,
@@ -314,6 +335,13 @@ async fn token(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The request a `check` pretends to be, for the route policy.
+struct Route {
+    method: String,
+    host: String,
+    path: String,
+}
+
 async fn check(
     settings: &Settings,
     store: Store,
@@ -321,6 +349,7 @@ async fn check(
     ip: Option<String>,
     require_all: Option<String>,
     require_any: Option<String>,
+    route: Route,
 ) -> Result<ExitCode, CliError> {
     // `-` keeps the token out of the process list and shell history.
     let token = if token == "-" {
@@ -349,9 +378,17 @@ async fn check(
     let request = CheckRequest {
         authorization: Some(authorization.as_bytes()),
         client_ip,
+        method: &route.method,
+        host: &route.host,
+        path: &route.path,
         requirements,
-        ..CheckRequest::default()
     };
+    let policy = settings
+        .policy_file
+        .as_deref()
+        .map(PolicyHandle::open)
+        .transpose()
+        .map_err(|e| usage(format!("invalid GATEPASS_POLICY_FILE: {e}")))?;
     let max_age = settings
         .token_max_age
         .map(chrono::Duration::from_std)
@@ -359,7 +396,8 @@ async fn check(
         .map_err(usage)?;
     // Memory only, no usage recording: explaining a decision is not a use.
     let tiers = Tiers::new(store, None, &settings.cache);
-    let authorizer = Authorizer::new(tiers, None, settings.token_format.clone(), max_age);
+    let authorizer =
+        Authorizer::new(tiers, None, settings.token_format.clone(), max_age).with_policy(policy);
     let (decision, _) = authorizer
         .check_explained(&request)
         .await

@@ -92,7 +92,7 @@ pub struct SettingsArgs {
     /// gRPC: take the client from x-forwarded-for past this many trusted hops [default: 0 = source address]
     #[arg(long, env = "GATEPASS_GRPC_XFF_TRUSTED_HOPS", global = true)]
     pub grpc_xff_trusted_hops: Option<String>,
-    /// Route policy file (not used yet)
+    /// Route policy file (TOML rules: host, methods, path → required abilities); reloaded on change
     #[arg(long, env = "GATEPASS_POLICY_FILE", global = true)]
     pub policy_file: Option<String>,
     /// Header carrying the service name upstream [default: x-gatepass-service]

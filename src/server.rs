@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::authz::Authorizer;
+use crate::authz::policy::PolicyHandle;
 use crate::cache::{Redis, Tiers, invalidation};
 use crate::config::Settings;
 use crate::grpc::{ExtAuthz, GrpcOptions};
@@ -31,6 +32,8 @@ pub struct Running {
     pub tiers: Tiers,
     /// What the last-used flusher has written so far.
     pub usage_stats: watch::Receiver<FlushStats>,
+    /// The route policy in force, when a file is configured.
+    pub policy: Option<PolicyHandle>,
     stop_grpc: watch::Sender<bool>,
     http: ServerHandle,
     ops: ServerHandle,
@@ -69,6 +72,15 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         background_stopped,
         stats,
     );
+    let policy = settings
+        .policy_file
+        .as_deref()
+        .map(PolicyHandle::open)
+        .transpose()?;
+    let mut background = vec![feed, flusher];
+    if let Some(policy) = policy.clone() {
+        background.push(tokio::spawn(policy.watch(stop_background.subscribe())));
+    }
     let authorizer = Authorizer::new(
         tiers.clone(),
         Some(usage),
@@ -78,7 +90,8 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             .map(chrono::Duration::from_std)
             .transpose()
             .context("token max age is too long")?,
-    );
+    )
+    .with_policy(policy.clone());
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
@@ -162,12 +175,13 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         ops_addr,
         tiers,
         usage_stats,
+        policy,
         stop_grpc,
         http,
         ops,
         tasks,
         stop_background,
-        background: vec![feed, flusher],
+        background,
     })
 }
 

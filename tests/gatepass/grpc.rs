@@ -13,49 +13,61 @@ use tonic::transport::Channel;
 
 use crate::helpers::{Fixtures, Table, TestApp, TokenSpec};
 
-const UNAUTHENTICATED: i32 = 16;
-const PERMISSION_DENIED: i32 = 7;
+pub const UNAUTHENTICATED: i32 = 16;
+pub const PERMISSION_DENIED: i32 = 7;
 
 /// What Envoy sends for `GET /orders/42` from `source_ip`.
-struct EnvoyCall<'a> {
+pub struct EnvoyCall<'a> {
     headers: Vec<(&'a str, String)>,
     source_ip: &'a str,
     context_extensions: Vec<(&'a str, &'a str)>,
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
 }
 
 impl<'a> EnvoyCall<'a> {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             headers: Vec::new(),
             source_ip: "192.0.2.10",
             context_extensions: Vec::new(),
+            method: "GET",
+            host: "api.internal",
+            path: "/orders/42?expand=lines",
         }
     }
 
-    fn bearer(token: &str) -> Self {
+    pub fn bearer(token: &str) -> Self {
         Self::new().header("authorization", format!("Bearer {token}"))
     }
 
-    fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
-    fn source(mut self, ip: &'a str) -> Self {
+    pub fn source(mut self, ip: &'a str) -> Self {
         self.source_ip = ip;
         self
     }
 
-    fn context(mut self, key: &'a str, value: &'a str) -> Self {
+    pub fn context(mut self, key: &'a str, value: &'a str) -> Self {
         self.context_extensions.push((key, value));
         self
     }
 
-    fn build(self) -> CheckRequest {
+    /// The original request: method, `:authority` and `:path`.
+    pub fn route(mut self, method: &'a str, host: &'a str, path: &'a str) -> Self {
+        (self.method, self.host, self.path) = (method, host, path);
+        self
+    }
+
+    pub fn build(self) -> CheckRequest {
         let mut headers: HashMap<String, String> = [
-            (":authority", "api.internal"),
-            (":path", "/orders/42?expand=lines"),
-            (":method", "GET"),
+            (":authority", self.host),
+            (":path", self.path),
+            (":method", self.method),
             (":scheme", "http"),
             ("user-agent", "billing/1.0"),
             ("x-forwarded-proto", "http"),
@@ -75,10 +87,10 @@ impl<'a> EnvoyCall<'a> {
                     time: None,
                     http: Some(HttpRequest {
                         id: "13043385626347064843".into(),
-                        method: "GET".into(),
+                        method: self.method.into(),
                         headers,
-                        path: "/orders/42?expand=lines".into(),
-                        host: "api.internal".into(),
+                        path: self.path.into(),
+                        host: self.host.into(),
                         scheme: "http".into(),
                         protocol: "HTTP/1.1".into(),
                         ..Default::default()
@@ -108,13 +120,16 @@ fn peer(ip: &str, port: u32) -> Peer {
     }
 }
 
-async fn client(app: &TestApp) -> AuthorizationClient<Channel> {
+pub async fn client(app: &TestApp) -> AuthorizationClient<Channel> {
     AuthorizationClient::connect(format!("http://{}", app.grpc_addr))
         .await
         .expect("gRPC connects")
 }
 
-async fn check(client: &mut AuthorizationClient<Channel>, call: EnvoyCall<'_>) -> CheckResponse {
+pub async fn check(
+    client: &mut AuthorizationClient<Channel>,
+    call: EnvoyCall<'_>,
+) -> CheckResponse {
     client
         .check(call.build())
         .await
@@ -123,7 +138,7 @@ async fn check(client: &mut AuthorizationClient<Channel>, call: EnvoyCall<'_>) -
 }
 
 /// (status code, header name → (value, append)) of an allow.
-fn allowed_headers(response: &CheckResponse) -> HashMap<String, (String, Option<bool>)> {
+pub fn allowed_headers(response: &CheckResponse) -> HashMap<String, (String, Option<bool>)> {
     assert_eq!(response.status.as_ref().unwrap().code, 0, "{response:?}");
     let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
         panic!("expected an OkHttpResponse: {response:?}");
@@ -145,7 +160,7 @@ fn allowed_headers(response: &CheckResponse) -> HashMap<String, (String, Option<
         .collect()
 }
 
-fn assert_denied(response: &CheckResponse, code: i32, http: i32, reason: &str) {
+pub fn assert_denied(response: &CheckResponse, code: i32, http: i32, reason: &str) {
     assert_eq!(
         response.status.as_ref().unwrap().code,
         code,

@@ -8,4 +8,5 @@ mod grpc;
 mod helpers;
 mod http;
 mod migrate;
+mod policy;
 mod store;

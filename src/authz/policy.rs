@@ -1,0 +1,551 @@
+//! Route policy (SPEC §5): ordered rules from a TOML file that map host,
+//! method and path to required abilities. The first matching rule wins;
+//! `[default]` applies when none does. Route requirements are added to the
+//! proxy's, never replace them.
+//!
+//! ```toml
+//! [[rule]]
+//! host = "api.internal"          # exact, or "*.internal"; optional
+//! methods = ["GET", "HEAD"]      # optional
+//! path = "/orders/*/lines"       # glob: * within a segment, ** across; or
+//! # path_prefix = "/orders/"
+//! require_all = ["orders:read"]
+//! require_any = []
+//!
+//! [default]
+//! require_all = []
+//! ```
+//!
+//! Paths are matched after percent-decoding, collapsing `//` and resolving
+//! `.` and `..`, so `/public/..%2Fadmin` is matched as `/admin`.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::abilities::{Ability, Requirements};
+
+/// How often the file is checked for changes.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Compiled rules.
+#[derive(Debug, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    default: Requirements,
+}
+
+#[derive(Debug)]
+struct Rule {
+    host: Option<HostPattern>,
+    methods: Option<Vec<String>>,
+    path: PathPattern,
+    requirements: Requirements,
+}
+
+#[derive(Debug)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: any name ending in `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug)]
+enum PathPattern {
+    Any,
+    Prefix(String),
+    Glob(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleFile>>,
+    #[serde(default)]
+    default: Option<RequirementsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    host: Option<String>,
+    methods: Option<Vec<String>>,
+    path: Option<String>,
+    path_prefix: Option<String>,
+    #[serde(default)]
+    require_all: Vec<String>,
+    #[serde(default)]
+    require_any: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsFile {
+    #[serde(default)]
+    require_all: Vec<String>,
+    #[serde(default)]
+    require_any: Vec<String>,
+}
+
+impl Policy {
+    /// Parses and validates a policy; errors name the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        let rules = file
+            .rule
+            .into_iter()
+            .enumerate()
+            .map(|(index, spanned)| {
+                let line = line_of(text, spanned.span().start);
+                Rule::compile(spanned.into_inner())
+                    .map_err(|message| format!("line {line}: rule {}: {message}", index + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let default = match file.default {
+            Some(default) => requirements(&default.require_all, &default.require_any)
+                .map_err(|message| format!("[default]: {message}"))?,
+            None => Requirements::default(),
+        };
+        Ok(Self { rules, default })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let error = |message: String| PolicyError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        Self::parse(&text).map_err(error)
+    }
+
+    /// What the first matching rule (or the default) requires.
+    pub fn requirements_for(&self, method: &str, host: &str, path: &str) -> &Requirements {
+        let path = normalize_path(path);
+        let host = host_without_port(host);
+        self.rules
+            .iter()
+            .find(|rule| rule.matches(method, host, &path))
+            .map_or(&self.default, |rule| &rule.requirements)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+impl Rule {
+    fn compile(file: RuleFile) -> Result<Self, String> {
+        let path = match (file.path, file.path_prefix) {
+            (Some(_), Some(_)) => return Err("set path or path_prefix, not both".into()),
+            (Some(glob), None) if glob.starts_with('/') => PathPattern::Glob(glob),
+            (None, Some(prefix)) if prefix.starts_with('/') => PathPattern::Prefix(prefix),
+            (Some(_), None) | (None, Some(_)) => return Err("paths start with '/'".into()),
+            (None, None) => PathPattern::Any,
+        };
+        let host = file
+            .host
+            .map(|host| {
+                let host = host.to_ascii_lowercase();
+                match host.strip_prefix('*') {
+                    Some(suffix) if suffix.starts_with('.') && !suffix.contains('*') => {
+                        Ok(HostPattern::Suffix(suffix.to_owned()))
+                    }
+                    Some(_) => Err(format!("host {host:?}: only a leading \"*.\" is allowed")),
+                    None if host.is_empty() || host.contains('*') => {
+                        Err(format!("host {host:?} is not a host name"))
+                    }
+                    None => Ok(HostPattern::Exact(host)),
+                }
+            })
+            .transpose()?;
+        let methods = file
+            .methods
+            .map(|methods| {
+                methods
+                    .into_iter()
+                    .map(|method| {
+                        if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                            Ok(method.to_ascii_uppercase())
+                        } else {
+                            Err(format!("method {method:?} is not an HTTP method"))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if host.is_none() && methods.is_none() && matches!(path, PathPattern::Any) {
+            return Err("matches every request; use [default] for that".into());
+        }
+        Ok(Self {
+            host,
+            methods,
+            path,
+            requirements: requirements(&file.require_all, &file.require_any)?,
+        })
+    }
+
+    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+        let host_matches = match &self.host {
+            None => true,
+            Some(HostPattern::Exact(exact)) => host.eq_ignore_ascii_case(exact),
+            Some(HostPattern::Suffix(suffix)) => {
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        };
+        let method_matches = self
+            .methods
+            .as_ref()
+            .is_none_or(|methods| methods.iter().any(|m| m.eq_ignore_ascii_case(method)));
+        let path_matches = match &self.path {
+            PathPattern::Any => true,
+            PathPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathPattern::Glob(glob) => glob_matches(glob.as_bytes(), path.as_bytes()),
+        };
+        host_matches && method_matches && path_matches
+    }
+}
+
+fn requirements(all: &[String], any: &[String]) -> Result<Requirements, String> {
+    for name in all.iter().chain(any) {
+        Ability::parse(name).map_err(|e| e.to_string())?;
+    }
+    let mut requirements = Requirements::default();
+    requirements.require_all(&all.join(","));
+    requirements.require_any(&any.join(","));
+    Ok(requirements)
+}
+
+/// `*` matches within one path segment, `**` across segments.
+fn glob_matches(glob: &[u8], path: &[u8]) -> bool {
+    match glob {
+        [] => path.is_empty(),
+        [b'*', b'*', rest @ ..] => (0..=path.len()).any(|skip| glob_matches(rest, &path[skip..])),
+        [b'*', rest @ ..] => {
+            let segment = path.iter().position(|&b| b == b'/').unwrap_or(path.len());
+            (0..=segment).any(|skip| glob_matches(rest, &path[skip..]))
+        }
+        [first, rest @ ..] => path.first() == Some(first) && glob_matches(rest, &path[1..]),
+    }
+}
+
+/// The path as the upstream will most likely resolve it: no query,
+/// percent-decoded, `//` collapsed, `.` and `..` resolved. Plain paths, the
+/// common case, are borrowed as they are.
+pub fn normalize_path(raw: &str) -> Cow<'_, str> {
+    let plain = raw.starts_with('/')
+        && !raw.contains(['?', '#', '%'])
+        && !raw.contains("//")
+        && !raw.contains("/.");
+    if plain {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(resolve_path(raw))
+}
+
+fn resolve_path(raw: &str) -> String {
+    let without_query = raw.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_decode(without_query);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    let trailing_slash = decoded.ends_with('/') && !segments.is_empty();
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for segment in &segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    path
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [::1]:8080
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('|') && *line != "^")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The live policy: read on every check without a lock, swapped whole on
+/// reload. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PolicyHandle {
+    current: Arc<ArcSwap<Policy>>,
+    reload_failures: Arc<AtomicU64>,
+    path: PathBuf,
+}
+
+impl PolicyHandle {
+    /// Loads the file; an invalid file is an error (start-up refuses it).
+    pub fn open(path: &Path) -> Result<Self, PolicyError> {
+        Ok(Self {
+            current: Arc::new(ArcSwap::from_pointee(Policy::load(path)?)),
+            reload_failures: Arc::default(),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn current(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.current.load()
+    }
+
+    /// Reloads that were refused because the new file was invalid.
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the file whenever its modification time or size changes,
+    /// until `shutdown`. A bad file keeps the previous policy in force.
+    pub async fn watch(self, mut shutdown: watch::Receiver<bool>) {
+        let mut seen = fingerprint(&self.path);
+        let mut ticks = tokio::time::interval(RELOAD_EVERY);
+        loop {
+            tokio::select! {
+                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = ticks.tick() => {}
+            }
+            let now = fingerprint(&self.path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match Policy::load(&self.path) {
+                Ok(policy) => {
+                    tracing::info!(path = %self.path.display(), rules = policy.rule_count(), "route policy reloaded");
+                    self.current.store(Arc::new(policy));
+                }
+                Err(error) => {
+                    self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "route policy not reloaded; keeping the previous one");
+                }
+            }
+        }
+    }
+}
+
+fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::Abilities;
+    use crate::authz::abilities::parse_ability_list;
+
+    const POLICY: &str = r#"
+[[rule]]
+host = "*.internal"
+methods = ["delete"]
+path_prefix = "/orders/"
+require_all = ["orders:delete"]
+
+[[rule]]
+path = "/orders/*/lines"
+require_all = ["orders:read", "lines:read"]
+
+[[rule]]
+path_prefix = "/orders/"
+require_any = ["orders:read", "orders:*"]
+
+[[rule]]
+path = "/admin/**"
+require_all = ["admin"]
+
+[default]
+require_all = ["basic"]
+"#;
+
+    fn satisfied(policy: &Policy, abilities: &str, method: &str, host: &str, path: &str) -> bool {
+        let held = Abilities::new(parse_ability_list(abilities).unwrap());
+        policy
+            .requirements_for(method, host, path)
+            .satisfied_by(&held)
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let policy = Policy::parse(POLICY).unwrap();
+        assert!(satisfied(
+            &policy,
+            "orders:delete",
+            "DELETE",
+            "api.internal:8080",
+            "/orders/7"
+        ));
+        assert!(!satisfied(
+            &policy,
+            "orders:read",
+            "DELETE",
+            "api.internal",
+            "/orders/7"
+        ));
+        // Not under *.internal: the third rule applies.
+        assert!(satisfied(
+            &policy,
+            "orders:read",
+            "DELETE",
+            "example.com",
+            "/orders/7"
+        ));
+        assert!(satisfied(
+            &policy,
+            "orders:read,lines:read",
+            "GET",
+            "x",
+            "/orders/7/lines"
+        ));
+        assert!(!satisfied(
+            &policy,
+            "orders:read",
+            "GET",
+            "x",
+            "/orders/7/lines"
+        ));
+        assert!(satisfied(
+            &policy,
+            "orders:read",
+            "GET",
+            "x",
+            "/orders/7/lines/2"
+        ));
+    }
+
+    #[test]
+    fn default_applies_when_nothing_matches() {
+        let policy = Policy::parse(POLICY).unwrap();
+        assert!(!satisfied(&policy, "", "GET", "x", "/health"));
+        assert!(satisfied(&policy, "basic", "GET", "x", "/health"));
+        let empty = Policy::parse("").unwrap();
+        assert!(satisfied(&empty, "", "GET", "x", "/anything"));
+    }
+
+    #[test]
+    fn globs_match_segments_and_double_star_crosses_them() {
+        assert!(glob_matches(b"/a/*/c", b"/a/b/c"));
+        assert!(!glob_matches(b"/a/*/c", b"/a/b/x/c"));
+        assert!(glob_matches(b"/a/**", b"/a/b/x/c"));
+        assert!(glob_matches(b"/a/**/c", b"/a/b/x/c"));
+        assert!(glob_matches(b"/*.json", b"/x.json"));
+        assert!(!glob_matches(b"/*.json", b"/d/x.json"));
+    }
+
+    #[test]
+    fn paths_are_normalized_before_matching() {
+        assert_eq!(normalize_path("/orders/7?x=1"), "/orders/7");
+        assert_eq!(normalize_path("//admin//users/"), "/admin/users/");
+        assert_eq!(normalize_path("/public/../admin/x"), "/admin/x");
+        assert_eq!(normalize_path("/public/..%2Fadmin/x"), "/admin/x");
+        assert_eq!(normalize_path("/%61dmin"), "/admin");
+        assert_eq!(normalize_path("/../.."), "/");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("/bad%zz%"), "/bad%zz%");
+        let policy = Policy::parse(POLICY).unwrap();
+        assert!(!satisfied(
+            &policy,
+            "basic",
+            "GET",
+            "x",
+            "/public/..%2Fadmin/users"
+        ));
+    }
+
+    #[test]
+    fn bad_policies_name_the_line() {
+        let cases = [
+            ("[[rule]]\npath = \"/a\"\npath_prefix = \"/b\"\n", "line 1"),
+            ("\n\n[[rule]]\nrequire_all = [\"a\"]\n", "line 3"),
+            (
+                "[[rule]]\npath = \"/a\"\nrequire_all = [\"a b\"]\n",
+                "invalid ability",
+            ),
+            ("[[rule]]\npathh = \"/a\"\n", "line 2"),
+            ("[[rule]]\nhost = \"a*b\"\n", "host"),
+            ("[[rule]]\nmethods = [\"G T\"]\n", "method"),
+            ("[[rule]]\npath = \"orders\"\n", "start with '/'"),
+            ("[[rule\n", "line 1"),
+        ];
+        for (text, expected) in cases {
+            let error = Policy::parse(text).unwrap_err();
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+    }
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("api.internal:8080"), "api.internal");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("api.internal"), "api.internal");
+    }
+}
