@@ -147,6 +147,10 @@ fn usage(error: impl std::fmt::Display) -> CliError {
 
 pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliError> {
     let store = Store::connect(&settings.store).map_err(usage)?;
+    // Every command works on a fresh database, the embedded default above all.
+    if !matches!(command, Command::Migrate) {
+        store.migrate().await.context("cannot apply migrations")?;
+    }
     match command {
         Command::Serve => serve(settings, store).await,
         Command::Migrate => {
@@ -172,7 +176,11 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliEr
 }
 
 async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
-    store.migrate().await.context("cannot apply migrations")?;
+    let empty = store
+        .list_services()
+        .await
+        .context("cannot read services")?
+        .is_empty();
     let running = server::start(&settings, store).await.map_err(|error| {
         match error.downcast_ref::<PolicyError>() {
             Some(policy) => usage(format!("invalid GATEPASS_POLICY_FILE: {policy}")),
@@ -186,6 +194,9 @@ async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
         version = env!("CARGO_PKG_VERSION"),
         "gatepass serving"
     );
+    if empty {
+        print_first_steps(running.http_addr);
+    }
     server::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight checks");
     running.stop(settings.shutdown_timeout).await?;
@@ -539,10 +550,38 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// On an empty store, shows the way to a first allowed check.
+fn print_first_steps(http_addr: std::net::SocketAddr) {
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "gatepass".to_owned());
+    let port = http_addr.port();
+    eprintln!(
+        "\nNo services yet. In another terminal, from this directory:\n\
+         \n  {program} service create demo\
+         \n  TOKEN=$({program} token issue demo --abilities orders:read)\
+         \n  curl -i http://127.0.0.1:{port}/auth -H \"Authorization: Bearer $TOKEN\"\
+         \n\nThe last command answers 200 with x-gatepass-* headers.\n"
+    );
+}
+
 /// The error and its causes on one line.
 fn one_line(error: &CliError) -> String {
     match error {
         CliError::Usage(message) => message.clone(),
-        CliError::Failed(error) => format!("{error:#}").replace('\n', " "),
+        CliError::Failed(error) => {
+            // Causes often repeat their source's text; say each thing once.
+            let mut line = String::new();
+            for cause in error.chain() {
+                let cause = cause.to_string().replace('\n', " ");
+                if !line.contains(&cause) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&cause);
+                }
+            }
+            line
+        }
     }
 }

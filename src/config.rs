@@ -11,6 +11,9 @@ use crate::cache::{CacheOptions, RedisOptions};
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
 
+/// The embedded store, created next to where gatepass runs.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://gatepass.db";
+
 /// Every setting as a flag (with its environment variable). All optional
 /// here; [`Settings::load`] applies the file and the defaults.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -19,7 +22,7 @@ pub struct SettingsArgs {
     /// without `GATEPASS_` (for example `grpc_addr = "0.0.0.0:50051"`)
     #[arg(long, env = "GATEPASS_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Database URL: postgres://user@host/db
+    /// Database URL: postgres://user@host/db or sqlite://path.db [default: sqlite://gatepass.db]
     #[arg(
         long,
         env = "GATEPASS_DATABASE_URL",
@@ -192,16 +195,18 @@ impl Settings {
         let a = args;
         let database_url = source
             .take("database_url", &a.database_url)?
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "database_url",
-                    "not set: give a postgres:// URL (the embedded SQLite default is not built yet)",
-                )
-            })?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let supported = ["postgres://", "postgresql://", "sqlite:"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme));
+        if !supported {
             return Err(ConfigError::new(
                 "database_url",
-                format!("{} is not a postgres:// URL", redact_url(&database_url)),
+                format!(
+                    "{} is not a postgres:// or sqlite: URL",
+                    redact_url(&database_url)
+                ),
             ));
         }
         let cache = CacheOptions {

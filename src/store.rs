@@ -1,7 +1,9 @@
 //! Persistence: the only place with SQL. [`Store`] hides which database
-//! backs it; today that is Postgres (`store/postgres.rs`).
+//! backs it: Postgres (`store/postgres.rs`) or the embedded SQLite default
+//! (`store/sqlite.rs`).
 
 mod postgres;
+mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use serde::Serialize;
 use crate::authz::{Ability, NetList, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 pub use postgres::PostgresStore;
+use sqlite::SqliteChanges;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,10 +27,21 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     NotFound(String),
-    #[error("unsupported database url {0:?}: use postgres://")]
+    #[error("unsupported database url {0:?}: use postgres:// or sqlite:")]
     UnsupportedUrl(String),
     #[error("database unreachable moments ago; retrying shortly")]
     CoolingDown,
+}
+
+impl StoreError {
+    /// A migration that could not reach the database is an outage, not a
+    /// broken migration.
+    fn from_migration(error: sqlx::migrate::MigrateError) -> Self {
+        match error {
+            sqlx::migrate::MigrateError::Execute(cause) => Self::Unavailable(cause),
+            other => Self::Migrate(other),
+        }
+    }
 }
 
 /// How to reach the database.
@@ -142,6 +157,17 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Backend {
     Postgres(PostgresStore),
+    Sqlite(SqliteStore),
+}
+
+/// Calls the same method on whichever backend is in use.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            Backend::Postgres(store) => store.$method($($arg),*).await,
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
@@ -149,25 +175,34 @@ impl Store {
     /// so start-up reports a dead database from `migrate`, with its cause.
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let url = options.url.as_str();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = PostgresStore::connect(options)?;
-            Ok(Self::from(store))
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(PostgresStore::connect(options)?)
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite(SqliteStore::connect(options)?)
         } else {
-            Err(StoreError::UnsupportedUrl(redact_url(url)))
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Self {
+            backend,
+            lookups: Arc::default(),
+        })
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.migrate().await,
-        }
+        dispatch!(self.migrate())
     }
 
     /// Reachable, and every migration this build knows is applied.
     pub async fn ready(&self) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.ready().await,
-        }
+        dispatch!(self.ready())
     }
 
     /// Token lookups this store has sent to the database so far.
@@ -177,9 +212,7 @@ impl Store {
 
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        match &self.backend {
-            Backend::Postgres(store) => store.find_token_by_id(id).await,
-        }
+        dispatch!(self.find_token_by_id(id))
     }
 
     pub async fn find_token_by_digest(
@@ -187,9 +220,7 @@ impl Store {
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        match &self.backend {
-            Backend::Postgres(store) => store.find_token_by_digest(digest).await,
-        }
+        dispatch!(self.find_token_by_digest(digest))
     }
 
     /// Creates the service, or updates the fields given. Returns the
@@ -198,15 +229,11 @@ impl Store {
         &self,
         change: &ServiceChange,
     ) -> Result<(Service, bool), StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.upsert_service(change).await,
-        }
+        dispatch!(self.upsert_service(change))
     }
 
     pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.list_services().await,
-        }
+        dispatch!(self.list_services())
     }
 
     pub async fn set_service_active(
@@ -214,45 +241,33 @@ impl Store {
         name: &ServiceName,
         active: bool,
     ) -> Result<Service, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.set_service_active(name, active).await,
-        }
+        dispatch!(self.set_service_active(name, active))
     }
 
     pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.insert_token(token).await,
-        }
+        dispatch!(self.insert_token(token))
     }
 
     pub async fn list_tokens(
         &self,
         service: Option<&ServiceName>,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.list_tokens(service).await,
-        }
+        dispatch!(self.list_tokens(service))
     }
 
     /// Revokes the token; revoking twice keeps the first revocation time.
     pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.revoke_token(id).await,
-        }
+        dispatch!(self.revoke_token(id))
     }
 
     /// Deletes tokens that expired or were revoked before `before`.
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.prune_tokens(before).await,
-        }
+        dispatch!(self.prune_tokens(before))
     }
 
     /// Writes last-used times in one statement.
     pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.record_last_used(uses).await,
-        }
+        dispatch!(self.record_last_used(uses))
     }
 
     /// Ids and digests of a service's tokens (to drop them from L2).
@@ -260,18 +275,16 @@ impl Store {
         &self,
         service_id: i64,
     ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => store.token_keys_of_service(service_id).await,
-        }
+        dispatch!(self.token_keys_of_service(service_id))
     }
 
     /// Subscribes to changes made by any writer, plain SQL included.
     pub async fn changes(&self) -> Result<ChangeFeed, StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => Ok(ChangeFeed {
-                listener: store.listen().await?,
-            }),
-        }
+        let feed = match &self.backend {
+            Backend::Postgres(store) => Feed::Postgres(store.listen().await?),
+            Backend::Sqlite(store) => Feed::Sqlite(store.changes().await?),
+        };
+        Ok(ChangeFeed { feed })
     }
 }
 
@@ -282,6 +295,10 @@ impl From<PostgresStore> for Store {
             lookups: Arc::default(),
         }
     }
+}
+
+fn service_not_found(name: &ServiceName) -> StoreError {
+    StoreError::NotFound(format!("service \"{name}\" not found"))
 }
 
 /// A change that can alter decisions, as the database announces it.
@@ -346,18 +363,30 @@ pub(crate) fn decode_hex(hex: &str) -> Option<TokenDigest> {
     TokenDigest::from_bytes(&bytes)
 }
 
-/// A live subscription to [`Change`]s.
+/// A live subscription to [`Change`]s: Postgres notifications, or the
+/// SQLite change log.
 #[derive(Debug)]
 pub struct ChangeFeed {
-    listener: sqlx::postgres::PgListener,
+    feed: Feed,
+}
+
+#[derive(Debug)]
+enum Feed {
+    Postgres(sqlx::postgres::PgListener),
+    Sqlite(SqliteChanges),
 }
 
 impl ChangeFeed {
-    /// The next change. `Ok(None)` means the connection was lost and
-    /// changes may have been missed: drop the feed and subscribe again.
+    /// The next change. `Ok(None)` or an error means the feed was lost and
+    /// changes may have been missed: drop it and subscribe again.
     pub async fn next(&mut self) -> Result<Option<Change>, StoreError> {
-        let notification = self.listener.try_recv().await?;
-        Ok(notification.map(|n| Change::parse(n.payload())))
+        match &mut self.feed {
+            Feed::Postgres(listener) => {
+                let notification = listener.try_recv().await?;
+                Ok(notification.map(|n| Change::parse(n.payload())))
+            }
+            Feed::Sqlite(changes) => changes.next().await.map(Some),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use sqlx::{ConnectOptions, Row};
 
 use super::{
     NewToken, Service, ServiceChange, ServiceName, StoreError, StoreOptions, TokenInfo, redact_url,
+    service_not_found,
 };
 use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
@@ -70,8 +71,10 @@ impl PostgresStore {
     /// Applies migrations. sqlx holds a Postgres advisory lock while it
     /// migrates, so instances starting together apply each migration once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::from_migration)
     }
 
     pub async fn ready(&self) -> Result<bool, StoreError> {
@@ -285,10 +288,6 @@ impl PostgresStore {
             Err(service_not_found(name))
         }
     }
-}
-
-fn service_not_found(name: &ServiceName) -> StoreError {
-    StoreError::NotFound(format!("service \"{name}\" not found"))
 }
 
 fn decode_error(message: &str) -> sqlx::Error {

@@ -627,3 +627,33 @@ async fn a_lost_change_feed_still_lets_revocations_through(pool: PgPool) {
     app.wait_for_feed().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn embedded_sqlite_enforces_a_cli_revocation_within_one_second() {
+    let db = crate::helpers::TestDb::sqlite().await;
+    let url = db.url();
+    let store = db.store().await;
+    let app = TestApp::spawn_on(crate::helpers::test_settings(&url, |_| {}), store).await;
+    app.wait_for_feed().await;
+    let fixtures = Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        let (token, id) = fixtures.token(TokenSpec::default()).await;
+        assert!(matches!(app.check(&token).await.0, Decision::Allow(_)));
+        assert_eq!(app.check(&token).await.1, Some(Outcome::L1Hit));
+        let revoke = Command::new(env!("CARGO_BIN_EXE_gatepass"))
+            .args(["token", "revoke", &id.to_string()])
+            .env_clear()
+            .env("GATEPASS_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(revoke.status.success(), "{revoke:?}");
+        took.push(time_until_denied(&app, &token, DenyReason::TokenRevoked).await);
+    }
+    let (median, max) = median_and_max(took);
+    println!("sqlite: CLI revocation enforced by serve in median {median:?}, max {max:?}");
+    assert!(max < Duration::from_secs(1), "{max:?}");
+    app.stop().await;
+}

@@ -252,7 +252,6 @@ fn bad_settings_name_the_setting_and_exit_2() {
         "GATEPASS_DATABASE_URL",
         "postgres://postgres@127.0.0.1/test",
     );
-    assert_fails(&run(&[]), 2, "GATEPASS_DATABASE_URL");
     assert_fails(
         &run(&[db, ("GATEPASS_GRPC_ADDR", "nope")]),
         2,
@@ -287,7 +286,7 @@ fn unreachable_database_is_one_line_and_exit_1() {
         .output()
         .unwrap();
     assert_no_panic(&output);
-    assert_fails(&output, 1, "cannot list services");
+    assert_fails(&output, 1, "database unavailable");
     assert!(!text(&output.stderr).contains("hunter2"));
 }
 

@@ -408,3 +408,132 @@ pub fn postgres_addr(pool: &PgPool) -> SocketAddr {
         .parse()
         .expect("tests reach Postgres over TCP")
 }
+
+/// A fresh database of either backend, for the store conformance suite.
+pub enum TestDb {
+    Postgres(PgPool),
+    Sqlite {
+        pool: sqlx::SqlitePool,
+        url: String,
+        _dir: tempfile::TempDir,
+    },
+}
+
+impl TestDb {
+    /// The empty database `#[sqlx::test(migrations = false)]` made.
+    pub async fn postgres(pool: PgPool) -> Self {
+        Self::Postgres(pool)
+    }
+
+    /// A new SQLite file in a temporary directory.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("gatepass.db").display());
+        let store = Store::connect(&Self::options(&url)).expect("sqlite url");
+        store.migrate().await.expect("sqlite migrations");
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite opens");
+        Self::Sqlite {
+            pool,
+            url,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Postgres(pool) => database_url(pool),
+            Self::Sqlite { url, .. } => url.clone(),
+        }
+    }
+
+    fn options(url: &str) -> StoreOptions {
+        StoreOptions {
+            url: url.to_owned(),
+            max_connections: 4,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The store as gatepass opens it, migrated.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&Self::options(&self.url())).expect("store url");
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    /// Runs plain SQL, as an operator would, binding `id` as the first
+    /// parameter when the statement has one.
+    pub async fn execute(&self, postgres: &str, sqlite: &str, id: Option<i64>) {
+        match self {
+            Self::Postgres(pool) => {
+                let mut query = sqlx::query(postgres);
+                if let Some(id) = id {
+                    query = query.bind(id);
+                }
+                query.execute(pool).await.expect("postgres statement");
+            }
+            Self::Sqlite { pool, .. } => {
+                let mut query = sqlx::query(sqlite);
+                if let Some(id) = id {
+                    query = query.bind(id);
+                }
+                query.execute(pool).await.expect("sqlite statement");
+            }
+        }
+    }
+
+    pub async fn token_hash(&self, id: i64) -> Vec<u8> {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Sqlite { pool, .. } => {
+                sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = ?1")
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("token row")
+    }
+
+    /// Every token row as text, to search for secrets.
+    pub async fn dump_tokens(&self) -> String {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM tokens t")
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Sqlite { pool, .. } => {
+                sqlx::query_scalar(
+                    "SELECT group_concat(id || name || quote(token_hash) || abilities || kind \
+                 || coalesce(family_id, '') || coalesce(expires_at, ''), ' ') FROM tokens",
+                )
+                .fetch_one(pool)
+                .await
+            }
+        }
+        .expect("token dump")
+    }
+
+    /// (token id, family id) in id order.
+    pub async fn families(&self) -> Vec<(i64, Option<String>)> {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_as("SELECT id, family_id::text FROM tokens ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+            }
+            Self::Sqlite { pool, .. } => {
+                sqlx::query_as("SELECT id, family_id FROM tokens ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .expect("families")
+    }
+}

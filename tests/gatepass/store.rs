@@ -1,20 +1,57 @@
-//! The Postgres store against a fresh database per test.
+//! The store conformance suite: every test runs against Postgres and the
+//! embedded SQLite store alike, each on a fresh database, through the same
+//! `Store` API gatepass uses. Plain SQL is written once per dialect.
+
+use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use gatepass::authz::{NetList, TokenKind};
-use gatepass::store::{PostgresStore, ServiceChange, ServiceName, Store, StoreError};
+use gatepass::store::{Change, ServiceChange, ServiceName, StoreError};
 use gatepass::token::TokenDigest;
-use sqlx::PgPool;
 
-use crate::helpers::{Fixtures, TokenSpec};
+use crate::helpers::{Fixtures, TestDb, TokenSpec};
 
-fn store(pool: PgPool) -> Store {
-    Store::from(PostgresStore::from_pool(pool))
+/// Generates `postgres::<test>` and `sqlite::<test>` for each test function.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $test(pool: sqlx::PgPool) {
+                    super::$test(crate::helpers::TestDb::postgres(pool).await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::helpers::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+    };
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn lookup_by_id_returns_the_token_with_its_service(pool: PgPool) {
-    let store = store(pool);
+conformance!(
+    lookup_by_id_returns_the_token_with_its_service,
+    lookup_by_digest_finds_the_same_row,
+    only_the_digest_is_stored,
+    service_upsert_changes_only_the_fields_given,
+    disabling_a_service_shows_on_its_tokens,
+    tokens_need_an_existing_service,
+    revoking_twice_keeps_the_first_revocation,
+    prune_deletes_only_long_expired_or_revoked_tokens,
+    refresh_tokens_start_a_family,
+    plain_sql_writers_are_read_as_written,
+    ready_once_migrations_are_applied,
+    last_used_is_written_in_one_batch_and_never_moves_back,
+    every_writer_is_announced_on_the_change_feed,
+    last_used_writes_are_not_announced,
+);
+
+async fn lookup_by_id_returns_the_token_with_its_service(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     let service_id = fixtures.service("billing", "10.0.0.0/8, 2001:db8::1").await;
     let (plain, id) = fixtures.token(TokenSpec::default()).await;
@@ -36,9 +73,8 @@ async fn lookup_by_id_returns_the_token_with_its_service(pool: PgPool) {
     assert!(store.find_token_by_id(id + 1000).await.unwrap().is_none());
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn lookup_by_digest_finds_the_same_row(pool: PgPool) {
-    let store = store(pool);
+async fn lookup_by_digest_finds_the_same_row(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (plain, id) = fixtures.token(TokenSpec::default()).await;
@@ -59,31 +95,24 @@ async fn lookup_by_digest_finds_the_same_row(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn only_the_digest_is_stored(pool: PgPool) {
-    let store = store(pool.clone());
+async fn only_the_digest_is_stored(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (plain, id) = fixtures.token(TokenSpec::default()).await;
     let secret = plain.split_once('|').unwrap().1;
 
-    let row: (Vec<u8>, String) =
-        sqlx::query_as("SELECT token_hash, name FROM tokens WHERE id = $1")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(row.0, TokenDigest::of(secret.as_bytes()).as_bytes());
-    let dump: String = sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM tokens t")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        db.token_hash(id).await,
+        TokenDigest::of(secret.as_bytes()).as_bytes()
+    );
+    let dump = db.dump_tokens().await;
+    assert!(dump.contains("test"), "the dump reads the rows: {dump}");
     assert!(!dump.contains(&secret[3..]), "secret stored in plain text");
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn service_upsert_changes_only_the_fields_given(pool: PgPool) {
-    let store = store(pool);
+async fn service_upsert_changes_only_the_fields_given(db: TestDb) {
+    let store = db.store().await;
     let name = ServiceName::parse("billing").unwrap();
     let (created, was_created) = store
         .upsert_service(&ServiceChange {
@@ -113,9 +142,8 @@ async fn service_upsert_changes_only_the_fields_given(pool: PgPool) {
     assert_eq!(services.len(), 1);
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn disabling_a_service_shows_on_its_tokens(pool: PgPool) {
-    let store = store(pool);
+async fn disabling_a_service_shows_on_its_tokens(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (_, id) = fixtures.token(TokenSpec::default()).await;
@@ -150,9 +178,8 @@ async fn disabling_a_service_shows_on_its_tokens(pool: PgPool) {
     ));
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn tokens_need_an_existing_service(pool: PgPool) {
-    let store = store(pool);
+async fn tokens_need_an_existing_service(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let secret = gatepass::token::TokenFormat::default().generate_secret();
@@ -182,9 +209,8 @@ async fn tokens_need_an_existing_service(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn revoking_twice_keeps_the_first_revocation(pool: PgPool) {
-    let store = store(pool);
+async fn revoking_twice_keeps_the_first_revocation(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (_, id) = fixtures.token(TokenSpec::default()).await;
@@ -200,9 +226,8 @@ async fn revoking_twice_keeps_the_first_revocation(pool: PgPool) {
     ));
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn prune_deletes_only_long_expired_or_revoked_tokens(pool: PgPool) {
-    let store = store(pool);
+async fn prune_deletes_only_long_expired_or_revoked_tokens(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (_, live) = fixtures.token(TokenSpec::default()).await;
@@ -237,9 +262,8 @@ async fn prune_deletes_only_long_expired_or_revoked_tokens(pool: PgPool) {
     assert!(!remaining.contains(&old_expired));
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn refresh_tokens_start_a_family(pool: PgPool) {
-    let store = store(pool.clone());
+async fn refresh_tokens_start_a_family(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (_, refresh) = fixtures
@@ -249,34 +273,30 @@ async fn refresh_tokens_start_a_family(pool: PgPool) {
         })
         .await;
     let (_, access) = fixtures.token(TokenSpec::default()).await;
-    let families: Vec<(i64, Option<String>)> =
-        sqlx::query_as("SELECT id, family_id::text FROM tokens ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let families = db.families().await;
     assert_eq!(families[0].0, refresh);
     assert!(families[0].1.is_some());
     assert_eq!(families[1], (access, None));
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn plain_sql_writers_are_read_as_written(pool: PgPool) {
-    let store = store(pool.clone());
+async fn plain_sql_writers_are_read_as_written(db: TestDb) {
+    let store = db.store().await;
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
     let (_, id) = fixtures.token(TokenSpec::default()).await;
 
-    sqlx::query(
+    db.execute(
         "UPDATE tokens SET revoked_at = now(), abilities = '{a,b, bad ability}' WHERE id = $1",
+        "UPDATE tokens SET revoked_at = datetime('now'), abilities = '[\"a\",\"b\",\"bad ability\"]' WHERE id = ?1",
+        Some(id),
     )
-    .bind(id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE services SET is_active = false, ip_allowlist = '{192.168.0.0/16}' WHERE name = 'billing'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    .await;
+    db.execute(
+        "UPDATE services SET is_active = false, ip_allowlist = '{192.168.0.0/16}' WHERE name = 'billing'",
+        "UPDATE services SET is_active = 0, ip_allowlist = '[\"192.168.0.0/16\"]' WHERE name = 'billing'",
+        None,
+    )
+    .await;
     let record = store.find_token_by_id(id).await.unwrap().unwrap();
     assert!(record.revoked_at.is_some());
     assert_eq!(record.abilities.header_value(), "a,b");
@@ -284,10 +304,119 @@ async fn plain_sql_writers_are_read_as_written(pool: PgPool) {
     assert_eq!(record.service.ip_allowlist.to_string(), "192.168.0.0/16");
 }
 
-#[sqlx::test(migrations = "migrations/postgres")]
-async fn ready_once_migrations_are_applied(pool: PgPool) {
-    let store = store(pool);
+async fn ready_once_migrations_are_applied(db: TestDb) {
+    let store = db.store().await;
     assert!(store.ready().await.unwrap());
     store.migrate().await.unwrap();
     assert!(store.ready().await.unwrap());
+}
+
+async fn last_used_is_written_in_one_batch_and_never_moves_back(db: TestDb) {
+    let store = db.store().await;
+    let fixtures = Fixtures { store: &store };
+    fixtures.service("billing", "").await;
+    let (_, first) = fixtures.token(TokenSpec::default()).await;
+    let (_, second) = fixtures.token(TokenSpec::default()).await;
+    let later = Utc::now() - Duration::seconds(5);
+    let earlier = later - Duration::hours(1);
+
+    let written = store
+        .record_last_used(&[(first, later), (second, earlier)])
+        .await
+        .unwrap();
+    assert_eq!(written, 2);
+    let moved_back = store.record_last_used(&[(first, earlier)]).await.unwrap();
+    assert_eq!(moved_back, 0);
+    let tokens = store.list_tokens(None).await.unwrap();
+    let used = |id| {
+        tokens
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.last_used_at)
+            .expect("last_used_at set")
+    };
+    assert_eq!(used(first).timestamp(), later.timestamp());
+    assert_eq!(used(second).timestamp(), earlier.timestamp());
+}
+
+/// Reads the feed until `wanted` shows up; every writer must be announced
+/// within a second.
+async fn expect_change(feed: &mut gatepass::store::ChangeFeed, wanted: impl Fn(&Change) -> bool) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let change = tokio::time::timeout(remaining, feed.next())
+            .await
+            .expect("announced within a second")
+            .expect("feed works")
+            .expect("feed connected");
+        if wanted(&change) {
+            return;
+        }
+    }
+}
+
+async fn every_writer_is_announced_on_the_change_feed(db: TestDb) {
+    let store = db.store().await;
+    let fixtures = Fixtures { store: &store };
+    let service_id = fixtures.service("billing", "").await;
+    let (_, id) = fixtures.token(TokenSpec::default()).await;
+    let mut feed = store.changes().await.unwrap();
+    let token_change = |id: i64| move |change: &Change| matches!(change, Change::Token { id: changed, .. } if *changed == id);
+    let service_change =
+        move |change: &Change| matches!(change, Change::Service { id, .. } if *id == service_id);
+
+    store.revoke_token(id).await.unwrap();
+    expect_change(&mut feed, token_change(id)).await;
+
+    let (_, plain_sql) = fixtures.token(TokenSpec::default()).await;
+    expect_change(&mut feed, token_change(plain_sql)).await;
+    db.execute(
+        "UPDATE tokens SET revoked_at = now() WHERE id = $1",
+        "UPDATE tokens SET revoked_at = datetime('now') WHERE id = ?1",
+        Some(plain_sql),
+    )
+    .await;
+    expect_change(&mut feed, token_change(plain_sql)).await;
+
+    db.execute(
+        "UPDATE services SET is_active = false WHERE name = 'billing'",
+        "UPDATE services SET is_active = 0 WHERE name = 'billing'",
+        None,
+    )
+    .await;
+    expect_change(&mut feed, service_change).await;
+    store
+        .upsert_service(&ServiceChange {
+            name: ServiceName::parse("billing").unwrap(),
+            description: None,
+            ip_allowlist: Some(NetList::parse("10.0.0.0/8").unwrap()),
+        })
+        .await
+        .unwrap();
+    expect_change(&mut feed, service_change).await;
+
+    // Versions grow with every change, and the record carries them.
+    let record = store.find_token_by_id(plain_sql).await.unwrap().unwrap();
+    let (_, newer) = fixtures.token(TokenSpec::default()).await;
+    let newer = store.find_token_by_id(newer).await.unwrap().unwrap();
+    assert!(newer.version > record.version);
+    assert!(record.service.version > 0);
+}
+
+async fn last_used_writes_are_not_announced(db: TestDb) {
+    let store = db.store().await;
+    let fixtures = Fixtures { store: &store };
+    fixtures.service("billing", "").await;
+    let (_, id) = fixtures.token(TokenSpec::default()).await;
+    let version = store.find_token_by_id(id).await.unwrap().unwrap().version;
+    let mut feed = store.changes().await.unwrap();
+
+    store.record_last_used(&[(id, Utc::now())]).await.unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(400), feed.next()).await;
+    assert!(quiet.is_err(), "a last-used write was announced: {quiet:?}");
+    assert_eq!(
+        store.find_token_by_id(id).await.unwrap().unwrap().version,
+        version
+    );
 }
