@@ -4,9 +4,11 @@
 
 mod cache;
 mod cli;
+mod envoy;
 mod grpc;
 mod helpers;
 mod http;
 mod migrate;
+mod nginx;
 mod policy;
 mod store;
