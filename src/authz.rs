@@ -96,6 +96,11 @@ impl DenyReason {
         Self::InsufficientAbility,
     ];
 
+    /// Position in [`DenyReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
@@ -168,6 +173,26 @@ impl DenyReason {
 pub enum Decision {
     Allow(Arc<TokenRecord>),
     Deny(DenyReason),
+}
+
+/// A decision with what explains it: which tier answered (`None` when the
+/// token was rejected before any lookup) and the token found, if any (a
+/// denial's log line names its service and id).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub outcome: Option<Outcome>,
+    pub record: Option<Arc<TokenRecord>>,
+}
+
+impl Verdict {
+    fn before_lookup(reason: DenyReason) -> Self {
+        Self {
+            decision: Decision::Deny(reason),
+            outcome: None,
+            record: None,
+        }
+    }
 }
 
 /// A check as every surface sees it. `method`, `host` and `path` are what
@@ -300,23 +325,12 @@ impl Authorizer {
         &self.tiers
     }
 
-    pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
-        self.check_explained(request)
-            .await
-            .map(|(decision, _)| decision)
-    }
-
-    /// Decides, and says which tier answered (`None` when the token was
-    /// rejected before any lookup).
-    pub async fn check_explained(
-        &self,
-        request: &CheckRequest<'_>,
-    ) -> Result<(Decision, Option<Outcome>), CheckError> {
+    pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Verdict, CheckError> {
         let Some(token) = request.authorization.and_then(bearer_token) else {
-            return Ok((Decision::Deny(DenyReason::MissingToken), None));
+            return Ok(Verdict::before_lookup(DenyReason::MissingToken));
         };
         let Ok(presented) = self.format.parse(token) else {
-            return Ok((Decision::Deny(DenyReason::MalformedToken), None));
+            return Ok(Verdict::before_lookup(DenyReason::MalformedToken));
         };
         let now = Utc::now();
         let lookup = self
@@ -335,13 +349,17 @@ impl Authorizer {
             max_age: self.max_age,
         };
         let record = lookup.token.as_ref().map(|token| token.record.clone());
-        let decision = decide(&presented, record, &context);
+        let decision = decide(&presented, record.clone(), &context);
         if let (Decision::Allow(_), Some(usage), Some(token)) =
             (&decision, &self.usage, &lookup.token)
         {
             usage.record(token, now.timestamp());
         }
-        Ok((decision, Some(lookup.outcome)))
+        Ok(Verdict {
+            decision,
+            outcome: Some(lookup.outcome),
+            record,
+        })
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use crate::authz::TokenRecord;
+use crate::metrics::{Metrics, Operation};
 use crate::store::{Store, StoreError};
 use crate::token::TokenKey;
 use flight::Flights;
@@ -100,6 +101,7 @@ pub struct Tiers {
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    metrics: Metrics,
     memory: Memory,
     redis: Option<Redis>,
     flights: Flights<TokenKey, Shared>,
@@ -112,9 +114,15 @@ struct Inner {
 }
 
 impl Tiers {
-    pub fn new(store: Store, redis: Option<Redis>, options: &CacheOptions) -> Self {
+    pub fn new(
+        store: Store,
+        redis: Option<Redis>,
+        options: &CacheOptions,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                metrics,
                 memory: Memory::new(
                     options.capacity,
                     options.negative_capacity,
@@ -159,12 +167,12 @@ impl Tiers {
             DEGRADED_TTL_MS.min(inner.ttl_ms)
         };
         let stale = match inner.memory.get(&key, now_ms, ttl_ms) {
-            Hit::Fresh(token) => return Ok(found(token, Outcome::L1Hit)),
+            Hit::Fresh(token) => return Ok(self.answered(found(token, Outcome::L1Hit))),
             Hit::Negative(token) => {
-                return Ok(Lookup {
+                return Ok(self.answered(Lookup {
                     token,
                     outcome: Outcome::L1Negative,
-                });
+                }));
             }
             Hit::Stale(token) => Some(token),
             Hit::Miss => None,
@@ -172,10 +180,16 @@ impl Tiers {
         let fetched = inner.flights.run(key, || self.fetch(key, now_ms)).await;
         match (fetched, stale) {
             (Err(_), Some(stale)) if now_ms - stale.fetched_ms <= inner.max_stale_ms => {
-                Ok(found(stale, Outcome::Stale))
+                Ok(self.answered(found(stale, Outcome::Stale)))
             }
-            (result, _) => result,
+            (result, _) => result.map(|lookup| self.answered(lookup)),
         }
+    }
+
+    /// Counts where a lookup was answered (the hot path: atomic adds).
+    fn answered(&self, lookup: Lookup) -> Lookup {
+        self.inner.metrics.record_outcome(lookup.outcome);
+        lookup
     }
 
     /// L2, then the database; fills the tiers above on the way back.
@@ -236,10 +250,17 @@ impl Tiers {
         let store = &self.inner.store;
         let mut attempts = 0;
         loop {
+            let started = std::time::Instant::now();
             let record = match key {
-                TokenKey::Id(id) => store.find_token_by_id(id).await?,
-                TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await?,
+                TokenKey::Id(id) => store.find_token_by_id(id).await,
+                TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await,
             };
+            self.inner.metrics.record_store(
+                Operation::TokenLookup,
+                started.elapsed(),
+                record.is_ok(),
+            );
+            let record = record?;
             attempts += 1;
             let current = match &record {
                 Some(record) => self.inner.floors.admits(key, record),
@@ -326,6 +347,11 @@ impl Tiers {
         self.inner
             .feed_connected
             .store(connected, Ordering::Release);
+        self.inner.metrics.set_feed_connected(connected);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     fn prune_floors(&self, before_ms: i64) {

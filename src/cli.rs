@@ -14,6 +14,7 @@ use crate::authz::policy::{PolicyError, PolicyHandle};
 use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements, TokenKind};
 use crate::cache::Tiers;
 use crate::config::{Settings, SettingsArgs, parse_duration};
+use crate::metrics::Metrics;
 use crate::store::{NewToken, Service, ServiceChange, ServiceName, Store, TokenInfo};
 use crate::{server, telemetry};
 
@@ -406,14 +407,15 @@ async fn check(
         .transpose()
         .map_err(usage)?;
     // Memory only, no usage recording: explaining a decision is not a use.
-    let tiers = Tiers::new(store, None, &settings.cache);
+    let metrics = Metrics::new().context("cannot set up metrics")?;
+    let tiers = Tiers::new(store, None, &settings.cache, metrics);
     let authorizer =
         Authorizer::new(tiers, None, settings.token_format.clone(), max_age).with_policy(policy);
-    let (decision, _) = authorizer
-        .check_explained(&request)
+    let verdict = authorizer
+        .check(&request)
         .await
         .map_err(|error| anyhow::anyhow!("cannot reach the token store: {error}"))?;
-    match decision {
+    match verdict.decision {
         Decision::Allow(record) => {
             println!(
                 "allow: service {} (id {}), token {}, abilities {}",

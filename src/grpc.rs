@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{
     Address, CheckRequest as EnvoyCheckRequest, CheckResponse, DeniedHttpResponse,
@@ -17,6 +18,8 @@ use tonic::{Request, Response, Status};
 use crate::authz::client_ip::client_behind_envoy;
 use crate::authz::{Authorizer, CheckRequest, Decision, DenyReason, Requirements, TokenRecord};
 use crate::config::IdentityHeaders;
+use crate::metrics::{Metrics, Surface};
+use crate::telemetry::observe_check;
 
 pub use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer};
 
@@ -37,13 +40,15 @@ pub struct GrpcOptions {
 pub struct ExtAuthz {
     authorizer: Authorizer,
     options: Arc<GrpcOptions>,
+    metrics: Metrics,
 }
 
 impl ExtAuthz {
-    pub fn new(authorizer: Authorizer, options: GrpcOptions) -> Self {
+    pub fn new(authorizer: Authorizer, options: GrpcOptions, metrics: Metrics) -> Self {
         Self {
             authorizer,
             options: Arc::new(options),
+            metrics,
         }
     }
 
@@ -58,14 +63,14 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<EnvoyCheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
+        let started = Instant::now();
         let envoy = request.into_inner();
         let check = self.translate(&envoy);
-        match self.authorizer.check(&check).await {
-            Ok(decision) => Ok(Response::new(self.respond(&decision))),
-            Err(error) => {
-                tracing::warn!(surface = "grpc", %error, "check failed");
-                Err(Status::unavailable("token store unavailable"))
-            }
+        let result = self.authorizer.check(&check).await;
+        observe_check(&self.metrics, Surface::Grpc, started, &result);
+        match result {
+            Ok(verdict) => Ok(Response::new(self.respond(&verdict.decision))),
+            Err(_) => Err(Status::unavailable("token store unavailable")),
         }
     }
 }

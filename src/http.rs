@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -12,6 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use crate::authz::client_ip::client_behind_proxies;
 use crate::authz::{Authorizer, CheckRequest, Decision, DenyReason, NetList, Requirements};
 use crate::config::IdentityHeaders;
+use crate::metrics::{Metrics, Surface};
+use crate::telemetry::observe_check;
 
 const REQUIRE_ALL: &str = "x-gatepass-require-all";
 const REQUIRE_ANY: &str = "x-gatepass-require-any";
@@ -27,6 +30,7 @@ pub struct HttpOptions {
 #[derive(Debug, Clone)]
 pub struct HttpState {
     authorizer: Authorizer,
+    metrics: Metrics,
     identity: Arc<IdentityHeaderNames>,
     trusted_proxies: Arc<NetList>,
 }
@@ -45,13 +49,18 @@ struct IdentityHeaderNames {
 pub struct InvalidHeaderName(String);
 
 impl HttpState {
-    pub fn new(authorizer: Authorizer, options: HttpOptions) -> Result<Self, InvalidHeaderName> {
+    pub fn new(
+        authorizer: Authorizer,
+        options: HttpOptions,
+        metrics: Metrics,
+    ) -> Result<Self, InvalidHeaderName> {
         let name = |name: &str| {
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeaderName(name.to_owned()))
         };
         let names = &options.identity_headers;
         Ok(Self {
             authorizer,
+            metrics,
             identity: Arc::new(IdentityHeaderNames {
                 service: name(&names.service)?,
                 service_id: name(&names.service_id)?,
@@ -74,17 +83,19 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// nginx `auth_request` and forward auth: the original request is described
 /// by `X-Original-*` (nginx) or `X-Forwarded-*` (Traefik, Caddy) headers.
 async fn auth_request(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let started = Instant::now();
     let headers = request.headers();
     let method = first_text(headers, &["x-original-method", "x-forwarded-method"])
         .unwrap_or_else(|| request.method().as_str());
     let path = first_text(headers, &["x-original-uri", "x-forwarded-uri"]).unwrap_or("");
     let host = first_text(headers, &["x-forwarded-host", "host"]).unwrap_or("");
-    check(&request, &state, method, host, path).await
+    check(started, &request, &state, method, host, path).await
 }
 
 /// Envoy's HTTP ext_authz mode: the original method, and the original path
 /// below the configured `path_prefix`.
 async fn envoy_http(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let started = Instant::now();
     let path = request
         .uri()
         .path_and_query()
@@ -93,10 +104,19 @@ async fn envoy_http(request: HttpRequest, state: web::Data<HttpState>) -> HttpRe
         .filter(|rest| !rest.is_empty())
         .unwrap_or("/");
     let host = first_text(request.headers(), &["host"]).unwrap_or("");
-    check(&request, &state, request.method().as_str(), host, path).await
+    check(
+        started,
+        &request,
+        &state,
+        request.method().as_str(),
+        host,
+        path,
+    )
+    .await
 }
 
 async fn check(
+    started: Instant,
     request: &HttpRequest,
     state: &HttpState,
     method: &str,
@@ -129,7 +149,9 @@ async fn check(
         path,
         requirements,
     };
-    match state.authorizer.check(&check).await {
+    let result = state.authorizer.check(&check).await;
+    observe_check(&state.metrics, Surface::Http, started, &result);
+    match result.map(|verdict| verdict.decision) {
         Ok(Decision::Allow(record)) => {
             let names = &state.identity;
             let mut response = HttpResponse::Ok();
@@ -141,10 +163,7 @@ async fn check(
             response.finish()
         }
         Ok(Decision::Deny(reason)) => deny(reason),
-        Err(error) => {
-            tracing::warn!(surface = "http", %error, "check failed");
-            unavailable()
-        }
+        Err(_) => unavailable(),
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`store`] — the database; the only module with SQL.
 //! - [`grpc`] — Envoy's ext_authz `Check` adapter.
 //! - [`http`] — `/auth` and `/ext-authz/…` adapters.
-//! - [`ops`] — liveness and readiness.
+//! - [`ops`] — metrics, liveness and readiness.
+//! - [`metrics`] — metric families in an application-owned registry.
 //! - [`server`] — runs every listener in one process, stops them together.
 //! - [`config`] — settings from flags, environment and file, validated once.
 //! - [`cli`] — the command line.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod ops;
 pub mod server;
 pub mod store;

@@ -1,14 +1,44 @@
-//! The ops surface: liveness and readiness (metrics and the admin API come
-//! with later issues).
+//! The ops surface: Prometheus metrics, liveness and readiness (the admin
+//! API is not built yet).
 
 use actix_web::{HttpResponse, web};
 
-use crate::store::Store;
+use crate::authz::policy::PolicyHandle;
+use crate::cache::Tiers;
+
+/// What the ops endpoints read.
+#[derive(Debug, Clone)]
+pub struct OpsState {
+    pub tiers: Tiers,
+    pub policy: Option<PolicyHandle>,
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        .route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
+}
+
+/// Prometheus text exposition.
+async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+    let metrics = state.tiers.metrics();
+    metrics.refresh(
+        state.tiers.cached_tokens(),
+        state
+            .policy
+            .as_ref()
+            .map_or(0, PolicyHandle::reload_failures),
+    );
+    match metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode metrics");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 /// The process is up and serving HTTP.
@@ -18,9 +48,11 @@ async fn healthz() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
-/// The store is reachable and its migrations are current.
-async fn readyz(store: web::Data<Store>) -> HttpResponse {
-    let (ready, store_state) = match store.ready().await {
+/// Ready when the store is reachable and its migrations are current. Redis
+/// and the change feed are reported, not required: gatepass answers
+/// correctly without either.
+async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    let (ready, store) = match state.tiers.store().ready().await {
         Ok(true) => (true, "ok"),
         Ok(false) => (false, "migrations_pending"),
         Err(error) => {
@@ -28,8 +60,18 @@ async fn readyz(store: web::Data<Store>) -> HttpResponse {
             (false, "unreachable")
         }
     };
+    let redis = match state.tiers.redis() {
+        None => "not_configured",
+        Some(redis) if redis.ping().await => "ok",
+        Some(_) => "unreachable",
+    };
+    let feed = if state.tiers.feed_connected() {
+        "connected"
+    } else {
+        "disconnected"
+    };
     let body = format!(
-        r#"{{"status":"{}","store":"{store_state}"}}"#,
+        r#"{{"status":"{}","store":"{store}","redis":"{redis}","change_feed":"{feed}"}}"#,
         if ready { "ready" } else { "not_ready" }
     );
     let mut response = if ready {

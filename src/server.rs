@@ -11,13 +11,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::authz::Authorizer;
 use crate::authz::policy::PolicyHandle;
 use crate::cache::{Redis, Tiers, invalidation};
 use crate::config::Settings;
-use crate::grpc::{ExtAuthz, GrpcOptions};
+use crate::grpc::{AuthorizationServer, ExtAuthz, GrpcOptions};
 use crate::http::{HttpOptions, HttpState};
+use crate::metrics::Metrics;
+use crate::ops::OpsState;
 use crate::store::Store;
 use crate::usage::{self, FlushStats};
 use crate::{http, ops};
@@ -40,18 +44,20 @@ pub struct Running {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     stop_background: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
+    health: HealthReporter,
 }
 
 /// Binds every listener (port 0 picks a free port) and starts serving.
 /// Migrations are the caller's business.
 pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running> {
+    let metrics = Metrics::new().context("cannot register metrics")?;
     let redis = settings
         .redis
         .clone()
-        .map(Redis::new)
+        .map(|options| Redis::new(options, metrics.clone()))
         .transpose()
         .context("cannot set up Redis")?;
-    let tiers = Tiers::new(store.clone(), redis, &settings.cache);
+    let tiers = Tiers::new(store.clone(), redis, &settings.cache, metrics.clone());
     let (stop_background, background_stopped) = watch::channel(false);
     // Floors must outlive anything L2 could still hold.
     let floor_ttl = settings
@@ -71,6 +77,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         settings.last_used_flush_interval,
         background_stopped,
         stats,
+        metrics.clone(),
     );
     let policy = settings
         .policy_file
@@ -105,9 +112,12 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
     let ops_addr = ops_listener.local_addr()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<crate::grpc::AuthorizationServer<ExtAuthz>>()
-        .await;
+    set_health(&health_reporter, true).await;
+    background.push(tokio::spawn(report_store_health(
+        store.clone(),
+        health_reporter.clone(),
+        stop_background.subscribe(),
+    )));
     let ext_authz = ExtAuthz::new(
         authorizer.clone(),
         GrpcOptions {
@@ -115,6 +125,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             remove_headers: settings.remove_headers.clone(),
             xff_trusted_hops: settings.grpc_xff_trusted_hops,
         },
+        metrics.clone(),
     );
     let (stop_grpc, mut grpc_stopped) = watch::channel(false);
     let grpc = tokio::spawn(async move {
@@ -137,6 +148,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             identity_headers: settings.identity_headers.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
         },
+        metrics.clone(),
     )?);
     let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
     let http_server = HttpServer::new(move || {
@@ -151,10 +163,13 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
     .run();
     let http = http_server.handle();
 
-    let ops_store = web::Data::new(store);
+    let ops_state = web::Data::new(OpsState {
+        tiers: tiers.clone(),
+        policy: policy.clone(),
+    });
     let ops_server = HttpServer::new(move || {
         App::new()
-            .app_data(ops_store.clone())
+            .app_data(ops_state.clone())
             .configure(ops::routes)
     })
     .workers(1)
@@ -182,6 +197,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         tasks,
         stop_background,
         background,
+        health: health_reporter,
     })
 }
 
@@ -189,6 +205,8 @@ impl Running {
     /// Stops accepting on every listener, waits up to `grace` for
     /// in-flight requests to finish, then writes pending last-used times.
     pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        // Health checkers see NOT_SERVING while in-flight checks finish.
+        set_health(&self.health, false).await;
         let _ = self.stop_grpc.send(true);
         tokio::join!(self.http.stop(true), self.ops.stop(true));
         let background = self.background;
@@ -236,4 +254,50 @@ pub async fn shutdown_signal() {
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns must not live across an await.
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// gRPC health for the whole server and for the Authorization service.
+async fn set_health(reporter: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <AuthorizationServer<ExtAuthz> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+/// Reports NOT_SERVING over gRPC health while the store is unreachable (or
+/// its migrations are behind), SERVING again once it answers.
+async fn report_store_health(
+    store: Store,
+    reporter: HealthReporter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let ready = matches!(
+            tokio::time::timeout(Duration::from_secs(1), store.ready()).await,
+            Ok(Ok(true))
+        );
+        if ready != serving {
+            serving = ready;
+            set_health(&reporter, serving).await;
+            if serving {
+                tracing::info!("store reachable again: gRPC health SERVING");
+            } else {
+                tracing::warn!("store unreachable: gRPC health NOT_SERVING");
+            }
+        }
+    }
 }

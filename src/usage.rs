@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 use crate::cache::CachedToken;
+use crate::metrics::{Metrics, Operation};
 use crate::store::Store;
 
 /// Hands used tokens to the flusher. Cheap to clone.
@@ -42,10 +43,12 @@ pub fn start(
     interval: Duration,
     shutdown: watch::Receiver<bool>,
     stats: watch::Sender<FlushStats>,
+    metrics: Metrics,
 ) -> (UsageRecorder, tokio::task::JoinHandle<()>) {
     let (queue, used) = mpsc::unbounded_channel();
     let flusher = Flusher {
         store,
+        metrics,
         used,
         pending: HashMap::new(),
         stats,
@@ -56,6 +59,7 @@ pub fn start(
 
 struct Flusher {
     store: Store,
+    metrics: Metrics,
     used: mpsc::UnboundedReceiver<Arc<CachedToken>>,
     /// Token id → last use (unix seconds), kept across failed flushes.
     pending: HashMap<i64, i64>,
@@ -90,9 +94,14 @@ impl Flusher {
             .iter()
             .filter_map(|(&id, &secs)| DateTime::from_timestamp(secs, 0).map(|at| (id, at)))
             .collect();
-        match self.store.record_last_used(&uses).await {
+        let started = std::time::Instant::now();
+        let written = self.store.record_last_used(&uses).await;
+        self.metrics
+            .record_store(Operation::LastUsedFlush, started.elapsed(), written.is_ok());
+        match written {
             Ok(rows) => {
                 self.pending.clear();
+                self.metrics.record_flush(rows);
                 self.stats.send_modify(|stats| {
                     stats.statements += 1;
                     stats.rows += rows;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Tiers, TokenChange};
+use crate::metrics::Invalidation;
 use crate::store::Change;
 use crate::token::TokenKey;
 
@@ -69,6 +70,11 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
 
 async fn apply(tiers: &Tiers, change: Change) {
     let now_ms = super::redis::now_ms();
+    tiers.metrics().record_invalidation(match change {
+        Change::Token { .. } => Invalidation::Token,
+        Change::Service { .. } => Invalidation::Service,
+        Change::Everything { .. } => Invalidation::Everything,
+    });
     match change {
         Change::Token {
             id,

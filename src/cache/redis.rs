@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::authz::abilities::Ability;
 use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::metrics::Metrics;
 use crate::token::{TokenDigest, TokenKey};
 
 /// Consecutive failures that open the breaker, and how long it stays open.
@@ -77,6 +78,7 @@ struct Inner {
     breaker: Breaker,
     errors: AtomicU64,
     last_log_ms: AtomicI64,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Redis {
@@ -89,7 +91,7 @@ impl std::fmt::Debug for Redis {
 
 impl Redis {
     /// Connects lazily: a Redis that is down at start-up is not fatal.
-    pub fn new(options: RedisOptions) -> Result<Self, RedisError> {
+    pub fn new(options: RedisOptions, metrics: Metrics) -> Result<Self, RedisError> {
         let manager = RedisConnectionManager::new(options.url.as_str())
             .map_err(|e| RedisError::Url(e.to_string()))?;
         let pool = Pool::builder()
@@ -106,6 +108,7 @@ impl Redis {
                 errors: AtomicU64::new(0),
                 last_log_ms: AtomicI64::new(i64::MIN),
                 options,
+                metrics,
             }),
         })
     }
@@ -113,6 +116,15 @@ impl Redis {
     /// Errors so far (timeouts, refused connections, bad replies).
     pub fn error_count(&self) -> u64 {
         self.inner.errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis answers now (within the timeout, breaker permitting).
+    pub async fn ping(&self) -> bool {
+        self.call(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut *conn).await },
+        )
+        .await
+        .is_some()
     }
 
     /// `None` on a miss, when Redis is unreachable or holds a tombstone.
@@ -219,11 +231,16 @@ impl Redis {
         match result {
             Ok(value) => {
                 inner.breaker.success();
+                inner.metrics.redis_breaker_open().set(0);
                 Some(value)
             }
             Err(error) => {
                 inner.errors.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.redis_errors().inc();
                 let opened = inner.breaker.failure(now);
+                if opened {
+                    inner.metrics.redis_breaker_open().set(1);
+                }
                 self.log(&error, opened, now);
                 None
             }

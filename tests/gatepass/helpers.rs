@@ -120,10 +120,8 @@ impl TestApp {
             authorization: Some(header.as_bytes()),
             ..Default::default()
         };
-        authorizer
-            .check_explained(&request)
-            .await
-            .expect("check answers")
+        let verdict = authorizer.check(&request).await.expect("check answers");
+        (verdict.decision, verdict.outcome)
     }
 
     pub fn http_url(&self, path: &str) -> String {

@@ -12,3 +12,4 @@ mod migrate;
 mod nginx;
 mod policy;
 mod store;
+mod telemetry;
