@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cache::{Outcome, Tiers};
 use crate::store::StoreError;
-use crate::token::{PresentedToken, TokenFormat};
+use crate::store::Successor;
+use crate::token::{IssuedToken, PresentedToken, TokenFormat, TokenKey};
 use crate::usage::UsageRecorder;
 pub use abilities::{Abilities, Ability, Requirements};
 pub use client_ip::NetList;
@@ -195,6 +196,25 @@ impl Verdict {
     }
 }
 
+/// What the refresh endpoint answers.
+#[derive(Debug, Clone)]
+pub enum Refresh {
+    /// The refresh token was spent; these replace it.
+    Rotated {
+        access: IssuedToken,
+        refresh: IssuedToken,
+        record: Arc<TokenRecord>,
+    },
+    Deny(DenyReason),
+}
+
+/// How long tokens issued by a refresh live.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshLifetimes {
+    pub access: chrono::Duration,
+    pub refresh: chrono::Duration,
+}
+
 /// A check as every surface sees it. `method`, `host` and `path` are what
 /// route policies match on.
 #[derive(Debug, Clone, Default)]
@@ -226,6 +246,8 @@ pub struct DecisionContext<'a> {
     /// What the route policy asks for; both must hold.
     pub route_requirements: Option<&'a Requirements>,
     pub max_age: Option<chrono::Duration>,
+    /// `Access` everywhere but at the refresh endpoint.
+    pub expected_kind: TokenKind,
 }
 
 /// Rows 3 to 9 of the decision table, in order, as a pure function. `record`
@@ -249,7 +271,7 @@ pub fn decide(
         Some(DenyReason::TokenRevoked)
     } else if expired {
         Some(DenyReason::TokenExpired)
-    } else if record.kind != TokenKind::Access {
+    } else if record.kind != context.expected_kind {
         Some(DenyReason::WrongTokenKind)
     } else if !record.service.is_active {
         Some(DenyReason::ServiceDisabled)
@@ -347,6 +369,7 @@ impl Authorizer {
                 .as_ref()
                 .map(|policy| policy.requirements_for(request.method, request.host, request.path)),
             max_age: self.max_age,
+            expected_kind: TokenKind::Access,
         };
         let record = lookup.token.as_ref().map(|token| token.record.clone());
         let decision = decide(&presented, record.clone(), &context);
@@ -360,6 +383,96 @@ impl Authorizer {
             outcome: Some(lookup.outcome),
             record,
         })
+    }
+
+    /// Spends a refresh token for a new access token and a new refresh
+    /// token (same service, abilities and family). Read from the database,
+    /// never from a cache: a refresh token is single-use, and presenting a
+    /// spent one revokes its whole family (it was stolen, or replayed).
+    pub async fn refresh(
+        &self,
+        request: &CheckRequest<'_>,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<Refresh, CheckError> {
+        let Some(token) = request.authorization.and_then(bearer_token) else {
+            return Ok(Refresh::Deny(DenyReason::MissingToken));
+        };
+        let Ok(presented) = self.format.parse(token) else {
+            return Ok(Refresh::Deny(DenyReason::MalformedToken));
+        };
+        let store = self.tiers.store();
+        let found = match presented.key {
+            TokenKey::Id(id) => store.find_token_by_id(id).await,
+            TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await,
+        };
+        let record = found.map_err(|e| CheckError(Arc::new(e)))?.map(Arc::new);
+        let now = Utc::now();
+        let requirements = Requirements::default();
+        let context = DecisionContext {
+            now,
+            client_ip: request.client_ip,
+            requirements: &requirements,
+            route_requirements: None,
+            max_age: self.max_age,
+            expected_kind: TokenKind::Refresh,
+        };
+        let record = match decide(&presented, record.clone(), &context) {
+            Decision::Allow(record) => record,
+            Decision::Deny(DenyReason::TokenRevoked) => {
+                if let Some(record) = record.filter(|r| r.kind == TokenKind::Refresh) {
+                    self.revoke_family(&record).await?;
+                }
+                return Ok(Refresh::Deny(DenyReason::TokenRevoked));
+            }
+            Decision::Deny(reason) => return Ok(Refresh::Deny(reason)),
+        };
+        let access_secret = self.format.generate_secret();
+        let refresh_secret = self.format.generate_secret();
+        let successor = |secret: &crate::token::Secret, lifetime| Successor {
+            digest: secret.digest(),
+            expires_at: now.checked_add_signed(lifetime),
+        };
+        let rotated = store
+            .rotate_refresh_token(
+                record.id,
+                &successor(&access_secret, lifetimes.access),
+                &successor(&refresh_secret, lifetimes.refresh),
+            )
+            .await
+            .map_err(|e| CheckError(Arc::new(e)))?;
+        let Some(rotated) = rotated else {
+            // Spent between our read and our write: a concurrent replay.
+            self.revoke_family(&record).await?;
+            return Ok(Refresh::Deny(DenyReason::TokenRevoked));
+        };
+        tracing::info!(
+            service = record.service.name.as_str(),
+            spent = record.id,
+            access = rotated.access_id,
+            refresh = rotated.refresh_id,
+            "refresh token rotated"
+        );
+        Ok(Refresh::Rotated {
+            access: IssuedToken::new(rotated.access_id, access_secret),
+            refresh: IssuedToken::new(rotated.refresh_id, refresh_secret),
+            record,
+        })
+    }
+
+    async fn revoke_family(&self, record: &TokenRecord) -> Result<(), CheckError> {
+        let revoked = self
+            .tiers
+            .store()
+            .revoke_family(record.id)
+            .await
+            .map_err(|e| CheckError(Arc::new(e)))?;
+        tracing::warn!(
+            service = record.service.name.as_str(),
+            token_id = record.id,
+            revoked,
+            "spent refresh token presented again: its family is revoked"
+        );
+        Ok(())
     }
 }
 
@@ -410,6 +523,7 @@ mod tests {
             requirements,
             route_requirements: None,
             max_age: None,
+            expected_kind: TokenKind::Access,
         };
         decide(&presented(), Some(Arc::new(record)), &context)
     }
@@ -439,6 +553,7 @@ mod tests {
             requirements: &none(),
             route_requirements: None,
             max_age: None,
+            expected_kind: TokenKind::Access,
         };
         assert_eq!(
             reason(decide(&presented(), None, &context)),
@@ -489,6 +604,7 @@ mod tests {
             requirements: &requirements,
             route_requirements: None,
             max_age: Some(Duration::minutes(30)),
+            expected_kind: TokenKind::Access,
         };
         let decision = decide(&presented(), Some(Arc::new(record())), &context);
         assert_eq!(reason(decision), Some(DenyReason::TokenExpired));
@@ -570,6 +686,7 @@ mod tests {
             requirements: &proxy,
             route_requirements: None,
             max_age: None,
+            expected_kind: TokenKind::Access,
         };
         let token = Arc::new(record());
         assert_eq!(

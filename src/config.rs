@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::authz::NetList;
+use crate::authz::{NetList, RefreshLifetimes};
 use crate::cache::{CacheOptions, RedisOptions};
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
@@ -68,6 +68,12 @@ pub struct SettingsArgs {
     /// While the database is down, cached tokens keep validating this long after they were read [default: 1h]
     #[arg(long, env = "GATEPASS_CACHE_MAX_STALE", global = true)]
     pub cache_max_stale: Option<String>,
+    /// Lifetime of access tokens issued by POST /v1/tokens/refresh [default: 1h]
+    #[arg(long, env = "GATEPASS_REFRESH_ACCESS_TTL", global = true)]
+    pub refresh_access_ttl: Option<String>,
+    /// Lifetime of refresh tokens issued by POST /v1/tokens/refresh [default: 30d]
+    #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", global = true)]
+    pub refresh_token_ttl: Option<String>,
     /// How often last-used times are written, in one statement [default: 10s]
     #[arg(long, env = "GATEPASS_LAST_USED_FLUSH_INTERVAL", global = true)]
     pub last_used_flush_interval: Option<String>,
@@ -173,6 +179,7 @@ pub struct Settings {
     pub cache: CacheOptions,
     pub redis: Option<RedisOptions>,
     pub last_used_flush_interval: Duration,
+    pub refresh_lifetimes: RefreshLifetimes,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub ops_addr: SocketAddr,
@@ -254,6 +261,20 @@ impl Settings {
             },
             redis: redis_options(&mut source, a, cache.negative_ttl)?,
             cache,
+            refresh_lifetimes: RefreshLifetimes {
+                access: source.parse(
+                    "refresh_access_ttl",
+                    &a.refresh_access_ttl,
+                    chrono::Duration::hours(1),
+                    lifetime,
+                )?,
+                refresh: source.parse(
+                    "refresh_token_ttl",
+                    &a.refresh_token_ttl,
+                    chrono::Duration::days(30),
+                    lifetime,
+                )?,
+            },
             last_used_flush_interval: source.parse(
                 "last_used_flush_interval",
                 &a.last_used_flush_interval,
@@ -482,6 +503,17 @@ impl Source {
                 ),
             )),
         }
+    }
+}
+
+/// A token lifetime: above zero, within what dates can hold.
+fn lifetime(raw: &str) -> Result<chrono::Duration, String> {
+    let duration = parse_duration(raw)?;
+    match chrono::Duration::from_std(duration) {
+        Ok(lifetime) if !duration.is_zero() && lifetime < chrono::Duration::days(36_500) => {
+            Ok(lifetime)
+        }
+        _ => Err("expected a lifetime above 0 and under 100 years".to_owned()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP surfaces: `/auth` for nginx `auth_request` and Traefik/Caddy forward
-//! auth, `/ext-authz/…` for Envoy's HTTP ext_authz mode. Both translate into
-//! the decision core's request and back; they decide nothing themselves.
+//! auth, `/ext-authz/…` for Envoy's HTTP ext_authz mode, and
+//! `POST /v1/tokens/refresh`. All translate into the decision core's request
+//! and back; they decide nothing themselves.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,7 +12,10 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use crate::authz::client_ip::client_behind_proxies;
-use crate::authz::{Authorizer, CheckRequest, Decision, DenyReason, NetList, Requirements};
+use crate::authz::{
+    Authorizer, CheckRequest, Decision, DenyReason, NetList, Refresh, RefreshLifetimes,
+    Requirements,
+};
 use crate::config::IdentityHeaders;
 use crate::metrics::{Metrics, Surface};
 use crate::telemetry::observe_check;
@@ -24,6 +28,7 @@ const REQUIRE_ANY: &str = "x-gatepass-require-any";
 pub struct HttpOptions {
     pub identity_headers: IdentityHeaders,
     pub trusted_proxies: NetList,
+    pub refresh_lifetimes: RefreshLifetimes,
 }
 
 /// Shared by every HTTP worker.
@@ -31,6 +36,7 @@ pub struct HttpOptions {
 pub struct HttpState {
     authorizer: Authorizer,
     metrics: Metrics,
+    refresh_lifetimes: RefreshLifetimes,
     identity: Arc<IdentityHeaderNames>,
     trusted_proxies: Arc<NetList>,
 }
@@ -61,6 +67,7 @@ impl HttpState {
         Ok(Self {
             authorizer,
             metrics,
+            refresh_lifetimes: options.refresh_lifetimes,
             identity: Arc::new(IdentityHeaderNames {
                 service: name(&names.service)?,
                 service_id: name(&names.service_id)?,
@@ -77,7 +84,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/auth", web::route().to(auth_request))
         .route("/ext-authz", web::route().to(envoy_http))
-        .route("/ext-authz/{tail:.*}", web::route().to(envoy_http));
+        .route("/ext-authz/{tail:.*}", web::route().to(envoy_http))
+        .route("/v1/tokens/refresh", web::post().to(refresh_tokens));
 }
 
 /// nginx `auth_request` and forward auth: the original request is described
@@ -124,14 +132,7 @@ async fn check(
     path: &str,
 ) -> HttpResponse {
     let headers = request.headers();
-    let client_ip = request.peer_addr().and_then(|peer| {
-        client_behind_proxies(
-            peer.ip(),
-            &state.trusted_proxies,
-            first_text(headers, &["x-real-ip"]),
-            forwarded_for(headers).as_deref(),
-        )
-    });
+    let client_ip = client_ip(request, state);
     let mut requirements = Requirements::default();
     for value in headers.get_all(REQUIRE_ALL) {
         requirements.require_all(&String::from_utf8_lossy(value.as_bytes()));
@@ -165,6 +166,59 @@ async fn check(
         Ok(Decision::Deny(reason)) => deny(reason),
         Err(_) => unavailable(),
     }
+}
+
+/// `POST /v1/tokens/refresh` with `Authorization: Bearer <refresh token>`:
+/// the token is spent for a new access token and a new refresh token, as
+/// RFC 6749 §5.1 shapes the answer.
+async fn refresh_tokens(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let check = CheckRequest {
+        authorization: request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        client_ip: client_ip(&request, &state),
+        ..CheckRequest::default()
+    };
+    match state
+        .authorizer
+        .refresh(&check, state.refresh_lifetimes)
+        .await
+    {
+        Ok(Refresh::Rotated {
+            access, refresh, ..
+        }) => {
+            let body = serde_json::json!({
+                "token_type": "Bearer",
+                "access_token": access.expose(),
+                "expires_in": state.refresh_lifetimes.access.num_seconds(),
+                "refresh_token": refresh.expose(),
+                "refresh_token_expires_in": state.refresh_lifetimes.refresh.num_seconds(),
+            });
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::PRAGMA, "no-cache"))
+                .json(body)
+        }
+        Ok(Refresh::Deny(reason)) => deny(reason),
+        Err(error) => {
+            tracing::warn!(%error, "refresh unanswerable: token store unavailable");
+            unavailable()
+        }
+    }
+}
+
+/// The client, believing forwarded addresses only from trusted proxies.
+fn client_ip(request: &HttpRequest, state: &HttpState) -> Option<std::net::IpAddr> {
+    let headers = request.headers();
+    request.peer_addr().and_then(|peer| {
+        client_behind_proxies(
+            peer.ip(),
+            &state.trusted_proxies,
+            first_text(headers, &["x-real-ip"]),
+            forwarded_for(headers).as_deref(),
+        )
+    })
 }
 
 fn deny(reason: DenyReason) -> HttpResponse {

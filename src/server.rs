@@ -147,6 +147,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         HttpOptions {
             identity_headers: settings.identity_headers.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
+            refresh_lifetimes: settings.refresh_lifetimes,
         },
         metrics.clone(),
     )?);

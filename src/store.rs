@@ -146,6 +146,21 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A token issued by a refresh: its digest and expiry; service, name and
+/// abilities are the spent refresh token's.
+#[derive(Debug, Clone)]
+pub struct Successor {
+    pub digest: TokenDigest,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The ids a rotation issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    pub access_id: i64,
+    pub refresh_id: i64,
+}
+
 /// The database behind gatepass. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -260,6 +275,24 @@ impl Store {
         dispatch!(self.revoke_token(id))
     }
 
+    /// Spends refresh token `id` and issues its successors in one step: the
+    /// refresh token is revoked, an access token and a new refresh token of
+    /// the same family, service and abilities are inserted. `None` when the
+    /// token was already spent (or is not a live refresh token): reuse.
+    pub async fn rotate_refresh_token(
+        &self,
+        id: i64,
+        access: &Successor,
+        refresh: &Successor,
+    ) -> Result<Option<Rotated>, StoreError> {
+        dispatch!(self.rotate_refresh_token(id, access, refresh))
+    }
+
+    /// Revokes every token of `id`'s refresh family; returns how many.
+    pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
+        dispatch!(self.revoke_family(id))
+    }
+
     /// Deletes tokens that expired or were revoked before `before`.
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         dispatch!(self.prune_tokens(before))
@@ -295,6 +328,15 @@ impl From<PostgresStore> for Store {
             lookups: Arc::default(),
         }
     }
+}
+
+/// Reads the `(id, kind)` rows a rotation inserted.
+fn rotated(rows: &[(i64, String)]) -> Option<Rotated> {
+    let id_of = |kind: &str| rows.iter().find(|(_, k)| k == kind).map(|(id, _)| *id);
+    Some(Rotated {
+        access_id: id_of("access")?,
+        refresh_id: id_of("refresh")?,
+    })
 }
 
 fn service_not_found(name: &ServiceName) -> StoreError {

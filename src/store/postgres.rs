@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{ConnectOptions, Row};
 
 use super::{
-    NewToken, Service, ServiceChange, ServiceName, StoreError, StoreOptions, TokenInfo, redact_url,
-    service_not_found,
+    NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions, Successor,
+    TokenInfo, redact_url, rotated, service_not_found,
 };
 use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
@@ -227,6 +227,47 @@ impl PostgresStore {
             Some(row) => Ok(token_info(&row)?),
             None => Err(StoreError::NotFound(format!("token {id} not found"))),
         }
+    }
+
+    pub async fn rotate_refresh_token(
+        &self,
+        id: i64,
+        access: &Successor,
+        refresh: &Successor,
+    ) -> Result<Option<Rotated>, StoreError> {
+        // One statement: the spend and both inserts commit together, and a
+        // concurrent spend of the same token finds it revoked.
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "WITH spent AS ( \
+                 UPDATE tokens SET revoked_at = now() \
+                 WHERE id = $1 AND kind = 'refresh' AND revoked_at IS NULL \
+                 RETURNING service_id, name, abilities, family_id \
+             ) \
+             INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+             SELECT service_id, name, $2, abilities, 'access', NULL, $3 FROM spent \
+             UNION ALL \
+             SELECT service_id, name, $4, abilities, 'refresh', family_id, $5 FROM spent \
+             RETURNING id, kind",
+        )
+        .bind(id)
+        .bind(access.digest.as_bytes().as_slice())
+        .bind(access.expires_at)
+        .bind(refresh.digest.as_bytes().as_slice())
+        .bind(refresh.expires_at)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rotated(&rows))
+    }
+
+    pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
+             WHERE family_id = (SELECT family_id FROM tokens WHERE id = $1)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
     }
 
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

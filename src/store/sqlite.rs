@@ -17,8 +17,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Row};
 
 use super::{
-    Change, NewToken, Service, ServiceChange, ServiceName, StoreError, StoreOptions, TokenInfo,
-    redact_url, service_not_found,
+    Change, NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions,
+    Successor, TokenInfo, redact_url, rotated, service_not_found,
 };
 use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
@@ -241,6 +241,60 @@ impl SqliteStore {
             return Err(StoreError::NotFound(format!("token {id} not found")));
         }
         self.token_info(id).await
+    }
+
+    pub async fn rotate_refresh_token(
+        &self,
+        id: i64,
+        access: &Successor,
+        refresh: &Successor,
+    ) -> Result<Option<Rotated>, StoreError> {
+        // The spend takes the write lock first, so a concurrent spend of the
+        // same token waits, then finds it revoked.
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE tokens SET revoked_at = {NOW} \
+             WHERE id = ?1 AND kind = 'refresh' AND revoked_at IS NULL \
+             RETURNING service_id, name, abilities, family_id"
+        );
+        let spent: Option<(i64, String, String, Option<String>)> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((service_id, name, abilities, family)) = spent else {
+            return Ok(None);
+        };
+        let mut rows = Vec::with_capacity(2);
+        for (kind, successor, family) in [
+            ("access", access, None),
+            ("refresh", refresh, family.as_deref()),
+        ] {
+            let row: (i64, String) = sqlx::query_as(
+                "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id, kind",
+            )
+            .bind(service_id)
+            .bind(&name)
+            .bind(successor.digest.as_bytes().as_slice())
+            .bind(&abilities)
+            .bind(kind)
+            .bind(family)
+            .bind(successor.expires_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            rows.push(row);
+        }
+        tx.commit().await?;
+        Ok(rotated(&rows))
+    }
+
+    pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, {NOW}) \
+             WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?1)"
+        );
+        let result = sqlx::query(&sql).bind(id).execute(&self.pool).await?;
+        Ok(result.rows_affected())
     }
 
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -318,3 +318,87 @@ async fn health_and_readiness_answer_on_the_ops_port(pool: PgPool) {
     assert_eq!(body["store"], "ok");
     app.stop().await;
 }
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    Client::new()
+        .post(app.http_url("/v1/tokens/refresh"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn refresh_tokens_rotate_once_and_a_replay_revokes_the_family(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let fixtures = crate::helpers::Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+    let (first, _) = fixtures
+        .token(crate::helpers::TokenSpec {
+            kind: gatepass::authz::TokenKind::Refresh,
+            abilities: "orders:read",
+            ..Default::default()
+        })
+        .await;
+
+    let response = refresh(&app, &first).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let second = body["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.contains("|gp_") && second.contains("|gp_"));
+
+    // The new access token works where the refresh token never did.
+    let checked = auth_request(&app, Some(&access)).send().await.unwrap();
+    assert_eq!(checked.status(), StatusCode::OK);
+    assert_eq!(identity(&checked).3, "orders:read");
+    assert_denied(
+        auth_request(&app, Some(&second)).send().await.unwrap(),
+        401,
+        "wrong_token_kind",
+    )
+    .await;
+    assert_denied(refresh(&app, &access).await, 401, "wrong_token_kind").await;
+
+    // Replaying the spent token revokes its successor too.
+    assert_denied(refresh(&app, &first).await, 401, "token_revoked").await;
+    assert_denied(refresh(&app, &second).await, 401, "token_revoked").await;
+    assert_denied(refresh(&app, "").await, 401, "malformed_token").await;
+    let no_token = Client::new()
+        .post(app.http_url("/v1/tokens/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_denied(no_token, 401, "missing_token").await;
+    let wrong_method = Client::new()
+        .get(app.http_url("/v1/tokens/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert!(wrong_method.status().is_client_error());
+    app.stop().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn concurrent_refreshes_of_one_token_issue_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let fixtures = crate::helpers::Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+    let (token, _) = fixtures
+        .token(crate::helpers::TokenSpec {
+            kind: gatepass::authz::TokenKind::Refresh,
+            ..Default::default()
+        })
+        .await;
+
+    let attempts = futures_util::future::join_all((0..8).map(|_| refresh(&app, &token))).await;
+    let issued = attempts
+        .iter()
+        .filter(|response| response.status() == StatusCode::OK)
+        .count();
+    assert_eq!(issued, 1, "a refresh token is spent exactly once");
+    app.stop().await;
+}

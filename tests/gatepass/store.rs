@@ -48,6 +48,7 @@ conformance!(
     last_used_is_written_in_one_batch_and_never_moves_back,
     every_writer_is_announced_on_the_change_feed,
     last_used_writes_are_not_announced,
+    refresh_rotation_is_single_use_and_keeps_the_family,
 );
 
 async fn lookup_by_id_returns_the_token_with_its_service(db: TestDb) {
@@ -418,5 +419,85 @@ async fn last_used_writes_are_not_announced(db: TestDb) {
     assert_eq!(
         store.find_token_by_id(id).await.unwrap().unwrap().version,
         version
+    );
+}
+
+async fn refresh_rotation_is_single_use_and_keeps_the_family(db: TestDb) {
+    use gatepass::store::Successor;
+
+    let store = db.store().await;
+    let fixtures = Fixtures { store: &store };
+    fixtures.service("billing", "").await;
+    let (_, spent) = fixtures
+        .token(TokenSpec {
+            kind: TokenKind::Refresh,
+            abilities: "orders:read",
+            ..TokenSpec::default()
+        })
+        .await;
+    let (_, access) = fixtures.token(TokenSpec::default()).await;
+    let successor = |seed: &[u8]| Successor {
+        digest: TokenDigest::of(seed),
+        expires_at: Some(Utc::now() + Duration::hours(1)),
+    };
+
+    let rotated = store
+        .rotate_refresh_token(spent, &successor(b"a1"), &successor(b"r1"))
+        .await
+        .unwrap()
+        .expect("a live refresh token rotates");
+    let new_access = store
+        .find_token_by_id(rotated.access_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let new_refresh = store
+        .find_token_by_id(rotated.refresh_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new_access.kind, TokenKind::Access);
+    assert_eq!(new_refresh.kind, TokenKind::Refresh);
+    assert_eq!(new_access.abilities.header_value(), "orders:read");
+    assert!(new_access.digest.matches(&TokenDigest::of(b"a1")));
+    assert!(
+        store
+            .find_token_by_id(spent)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    let families = db.families().await;
+    let family = |id| families.iter().find(|(t, _)| *t == id).unwrap().1.clone();
+    assert_eq!(family(rotated.refresh_id), family(spent));
+    assert!(family(spent).is_some());
+    assert_eq!(family(rotated.access_id), None);
+
+    // Spent, or not a refresh token at all: nothing is issued.
+    for id in [spent, access] {
+        let again = store
+            .rotate_refresh_token(id, &successor(b"a2"), &successor(b"r2"))
+            .await
+            .unwrap();
+        assert_eq!(again, None);
+    }
+    // Revoking the family reaches the successor.
+    assert_eq!(store.revoke_family(spent).await.unwrap(), 2);
+    let successor_row = store
+        .find_token_by_id(rotated.refresh_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(successor_row.revoked_at.is_some());
+    assert!(
+        store
+            .find_token_by_id(access)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
     );
 }
