@@ -347,6 +347,11 @@ impl Authorizer {
         &self.tiers
     }
 
+    /// The token format tokens are parsed and generated in.
+    pub fn format(&self) -> &TokenFormat {
+        &self.format
+    }
+
     pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Verdict, CheckError> {
         let Some(token) = request.authorization.and_then(bearer_token) else {
             return Ok(Verdict::before_lookup(DenyReason::MissingToken));

@@ -9,13 +9,13 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::authz::abilities::parse_ability_list;
 use crate::authz::policy::{PolicyError, PolicyHandle};
-use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements, TokenKind};
+use crate::authz::{Authorizer, CheckRequest, Decision, Requirements};
 use crate::cache::Tiers;
-use crate::config::{Settings, SettingsArgs, parse_duration};
+use crate::config::{Settings, SettingsArgs};
 use crate::metrics::Metrics;
-use crate::store::{NewToken, Service, ServiceChange, ServiceName, Store, TokenInfo};
+use crate::provision::{self, ProvisionError, TokenRequest};
+use crate::store::{Service, Store, TokenInfo};
 use crate::{server, telemetry};
 
 #[derive(Debug, Parser)]
@@ -212,19 +212,8 @@ async fn service(command: ServiceCommand, store: &Store) -> Result<ExitCode, Cli
             description,
             ips,
         } => {
-            let change = ServiceChange {
-                name: ServiceName::parse(&name).map_err(usage)?,
-                description,
-                ip_allowlist: ips
-                    .as_deref()
-                    .map(NetList::parse)
-                    .transpose()
-                    .map_err(usage)?,
-            };
-            let (service, created) = store
-                .upsert_service(&change)
-                .await
-                .context("cannot save service")?;
+            let (service, created) =
+                provision::save_service(store, &name, description, ips.as_deref()).await?;
             let verb = if created { "created" } else { "updated" };
             eprintln!("{verb} service {} (id {})", service.name, service.id);
         }
@@ -246,11 +235,7 @@ async fn service(command: ServiceCommand, store: &Store) -> Result<ExitCode, Cli
 }
 
 async fn set_active(store: &Store, name: &str, active: bool) -> Result<(), CliError> {
-    let name = ServiceName::parse(name).map_err(usage)?;
-    let service = store
-        .set_service_active(&name, active)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let service = provision::set_service_active(store, name, active).await?;
     let state = if active { "enabled" } else { "disabled" };
     eprintln!("{state} service {} (id {})", service.name, service.id);
     Ok(())
@@ -269,33 +254,15 @@ async fn token(
             expires_in,
             refresh,
         } => {
-            let service = ServiceName::parse(&service).map_err(usage)?;
-            let abilities = parse_ability_list(&abilities).map_err(usage)?;
-            let expires_at = expires_in
-                .map(|raw| expiry(&raw))
-                .transpose()
-                .map_err(usage)?;
-            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-                return Err(usage("token name must be 1 to 255 printable characters"));
-            }
-            let secret = settings.token_format.generate_secret();
-            let kind = if refresh {
-                TokenKind::Refresh
-            } else {
-                TokenKind::Access
+            let request = TokenRequest {
+                service: &service,
+                name: &name,
+                abilities: &abilities,
+                expires_in: expires_in.as_deref(),
+                refresh,
             };
-            let info = store
-                .insert_token(&NewToken {
-                    service,
-                    name,
-                    digest: secret.digest(),
-                    abilities,
-                    kind,
-                    expires_at,
-                })
-                .await
-                .map_err(anyhow::Error::from)?;
-            let issued = crate::token::IssuedToken::new(info.id, secret);
+            let (issued, info) =
+                provision::issue_token(store, &settings.token_format, &request).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", issued.expose()).context("cannot write the token")?;
             eprintln!(
@@ -308,15 +275,7 @@ async fn token(
             );
         }
         TokenCommand::List { service, json } => {
-            let service = service
-                .as_deref()
-                .map(ServiceName::parse)
-                .transpose()
-                .map_err(usage)?;
-            let tokens = store
-                .list_tokens(service.as_ref())
-                .await
-                .map_err(anyhow::Error::from)?;
+            let tokens = provision::list_tokens(store, service.as_deref()).await?;
             if json {
                 print_json(&tokens)?;
             } else {
@@ -324,10 +283,7 @@ async fn token(
             }
         }
         TokenCommand::Revoke { id } => {
-            let id: i64 = id
-                .parse()
-                .map_err(|_| usage(format!("token id {id:?} is not a number")))?;
-            let info = store.revoke_token(id).await.map_err(anyhow::Error::from)?;
+            let info = provision::revoke_token(store, &id).await?;
             eprintln!(
                 "revoked token {} of {} at {}",
                 info.id,
@@ -336,15 +292,20 @@ async fn token(
             );
         }
         TokenCommand::Prune { hours } => {
-            let before = Utc::now() - chrono::Duration::hours(i64::from(hours));
-            let pruned = store
-                .prune_tokens(before)
-                .await
-                .context("cannot prune tokens")?;
+            let pruned = provision::prune_tokens(store, hours).await?;
             eprintln!("pruned {pruned} tokens expired or revoked more than {hours}h ago");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl From<ProvisionError> for CliError {
+    fn from(error: ProvisionError) -> Self {
+        match error {
+            ProvisionError::Invalid(message) => CliError::Usage(message),
+            ProvisionError::Store(error) => CliError::Failed(error.into()),
+        }
+    }
 }
 
 /// The request a `check` pretends to be, for the route policy.
@@ -436,14 +397,6 @@ async fn check(
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-fn expiry(raw: &str) -> Result<DateTime<Utc>, String> {
-    let lifetime = parse_duration(raw).map_err(|e| format!("--expires-in {raw:?}: {e}"))?;
-    chrono::Duration::from_std(lifetime)
-        .ok()
-        .and_then(|lifetime| Utc::now().checked_add_signed(lifetime))
-        .ok_or_else(|| format!("--expires-in {raw:?} is too long"))
 }
 
 fn when(at: Option<DateTime<Utc>>, none: &str) -> String {

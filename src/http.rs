@@ -132,7 +132,7 @@ async fn check(
     path: &str,
 ) -> HttpResponse {
     let headers = request.headers();
-    let client_ip = client_ip(request, state);
+    let client_ip = client_ip(request, &state.trusted_proxies);
     let mut requirements = Requirements::default();
     for value in headers.get_all(REQUIRE_ALL) {
         requirements.require_all(&String::from_utf8_lossy(value.as_bytes()));
@@ -177,7 +177,7 @@ async fn refresh_tokens(request: HttpRequest, state: web::Data<HttpState>) -> Ht
             .headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
-        client_ip: client_ip(&request, &state),
+        client_ip: client_ip(&request, &state.trusted_proxies),
         ..CheckRequest::default()
     };
     match state
@@ -209,19 +209,19 @@ async fn refresh_tokens(request: HttpRequest, state: web::Data<HttpState>) -> Ht
 }
 
 /// The client, believing forwarded addresses only from trusted proxies.
-fn client_ip(request: &HttpRequest, state: &HttpState) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(request: &HttpRequest, trusted: &NetList) -> Option<std::net::IpAddr> {
     let headers = request.headers();
     request.peer_addr().and_then(|peer| {
         client_behind_proxies(
             peer.ip(),
-            &state.trusted_proxies,
+            trusted,
             first_text(headers, &["x-real-ip"]),
             forwarded_for(headers).as_deref(),
         )
     })
 }
 
-fn deny(reason: DenyReason) -> HttpResponse {
+pub(crate) fn deny(reason: DenyReason) -> HttpResponse {
     let status = StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = HttpResponseBuilder::new(status);
     if let Some(challenge) = reason.www_authenticate() {

@@ -14,12 +14,15 @@
 //! - [`grpc`] — Envoy's ext_authz `Check` adapter.
 //! - [`http`] — `/auth` and `/ext-authz/…` adapters.
 //! - [`ops`] — metrics, liveness and readiness.
+//! - [`admin`] — the provisioning API on the ops port.
 //! - [`metrics`] — metric families in an application-owned registry.
 //! - [`server`] — runs every listener in one process, stops them together.
 //! - [`config`] — settings from flags, environment and file, validated once.
+//! - [`provision`] — provisioning shared by the CLI and the admin API.
 //! - [`cli`] — the command line.
 //! - [`telemetry`] — logging.
 
+pub mod admin;
 pub mod authz;
 pub mod cache;
 pub mod cli;
@@ -28,6 +31,7 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod provision;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admin::{self, AdminState};
 use crate::authz::Authorizer;
 use crate::authz::policy::PolicyHandle;
 use crate::cache::{Redis, Tiers, invalidation};
@@ -142,6 +143,10 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             .context("gRPC server failed")
     });
 
+    let admin_state = web::Data::new(AdminState {
+        authorizer: authorizer.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+    });
     let http_state = web::Data::new(HttpState::new(
         authorizer,
         HttpOptions {
@@ -171,7 +176,9 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
     let ops_server = HttpServer::new(move || {
         App::new()
             .app_data(ops_state.clone())
+            .app_data(admin_state.clone())
             .configure(ops::routes)
+            .configure(admin::routes)
     })
     .workers(1)
     .disable_signals()

@@ -218,7 +218,7 @@ async fn bad_input_is_one_clear_line_and_a_non_zero_exit(pool: PgPool) {
         (
             &["token", "issue", "billing", "--expires-in", "soon"],
             2,
-            "--expires-in",
+            "expires in",
         ),
         (
             &["token", "issue", "billing", "--abilities", "a b"],

@@ -2,6 +2,7 @@
 //! Postgres. Needs `DATABASE_URL` (for `#[sqlx::test]`); `scripts/test`
 //! sets it and starts Postgres when it is down.
 
+mod admin;
 mod cache;
 mod cli;
 mod envoy;
