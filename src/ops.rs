@@ -1,5 +1,5 @@
-//! The ops surface: Prometheus metrics, liveness and readiness (the admin
-//! API is not built yet).
+//! The ops surface: Prometheus metrics, liveness and readiness. The admin
+//! API shares the port (`admin.rs`).
 
 use actix_web::{HttpResponse, web};
 
