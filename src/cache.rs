@@ -67,6 +67,8 @@ impl Outcome {
 pub struct Lookup {
     pub token: Option<Arc<CachedToken>>,
     pub outcome: Outcome,
+    /// Redis was asked and did not know (the database answered).
+    pub l2_missed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -169,10 +171,7 @@ impl Tiers {
         let stale = match inner.memory.get(&key, now_ms, ttl_ms) {
             Hit::Fresh(token) => return Ok(self.answered(found(token, Outcome::L1Hit))),
             Hit::Negative(token) => {
-                return Ok(self.answered(Lookup {
-                    token,
-                    outcome: Outcome::L1Negative,
-                }));
+                return Ok(self.answered(found_or_absent(token, Outcome::L1Negative)));
             }
             Hit::Stale(token) => Some(token),
             Hit::Miss => None,
@@ -188,13 +187,16 @@ impl Tiers {
 
     /// Counts where a lookup was answered (the hot path: atomic adds).
     fn answered(&self, lookup: Lookup) -> Lookup {
-        self.inner.metrics.record_outcome(lookup.outcome);
+        self.inner
+            .metrics
+            .record_outcome(lookup.outcome, lookup.l2_missed);
         lookup
     }
 
     /// L2, then the database; fills the tiers above on the way back.
     async fn fetch(&self, key: TokenKey, now_ms: i64) -> Shared {
         let inner = &self.inner;
+        let mut l2_missed = false;
         if let Some(redis) = inner.redis.as_ref().filter(|_| self.feed_connected()) {
             match redis.get(key).await {
                 Some(Stored::Token(record)) if inner.floors.admits(key, &record) => {
@@ -204,12 +206,9 @@ impl Tiers {
                 }
                 Some(Stored::Absent) if inner.floors.admits_absent(key) => {
                     self.fill_memory(key, None, now_ms);
-                    return Ok(Lookup {
-                        token: None,
-                        outcome: Outcome::L2Negative,
-                    });
+                    return Ok(found_or_absent(None, Outcome::L2Negative));
                 }
-                _ => {}
+                _ => l2_missed = true,
             }
         }
         if now_ms < inner.database_retry_at_ms.load(Ordering::Relaxed) {
@@ -240,7 +239,11 @@ impl Tiers {
         } else {
             Outcome::DbNegative
         };
-        Ok(Lookup { token, outcome })
+        Ok(Lookup {
+            token,
+            outcome,
+            l2_missed,
+        })
     }
 
     /// Reads until the row is at least as new as every change already
@@ -368,14 +371,15 @@ pub struct TokenChange {
 }
 
 fn found(token: Arc<CachedToken>, outcome: Outcome) -> Lookup {
-    Lookup {
-        token: Some(token),
-        outcome,
-    }
+    found_or_absent(Some(token), outcome)
 }
 
 fn found_or_absent(token: Option<Arc<CachedToken>>, outcome: Outcome) -> Lookup {
-    Lookup { token, outcome }
+    Lookup {
+        token,
+        outcome,
+        l2_missed: false,
+    }
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -296,8 +296,9 @@ impl Metrics {
         self.inner.lookups[tier as usize][result as usize].inc();
     }
 
-    /// Records how a lookup was answered, tier by tier.
-    pub fn record_outcome(&self, outcome: Outcome) {
+    /// Records how a lookup was answered, tier by tier; `l2_missed` when
+    /// Redis was asked before the database answered.
+    pub fn record_outcome(&self, outcome: Outcome, l2_missed: bool) {
         use LookupResult::{Hit, Miss, Negative, Stale};
         let walk: &[(Tier, LookupResult)] = match outcome {
             Outcome::L1Hit => &[(Tier::L1, Hit)],
@@ -310,6 +311,9 @@ impl Metrics {
         };
         for &(tier, result) in walk {
             self.record_lookup(tier, result);
+        }
+        if l2_missed {
+            self.record_lookup(Tier::L2, Miss);
         }
     }
 
@@ -374,13 +378,14 @@ mod tests {
             Ok(&Decision::Deny(DenyReason::TokenRevoked)),
             Duration::from_micros(40),
         );
-        metrics.record_outcome(Outcome::Db);
+        metrics.record_outcome(Outcome::Db, true);
         let text = metrics.encode().unwrap();
         assert!(text.contains(
             r#"gatepass_checks_total{decision="deny",reason="token_revoked",surface="http"} 1"#
         ));
         assert!(text.contains(r#"gatepass_cache_lookups_total{result="miss",tier="l1"} 1"#));
         assert!(text.contains(r#"gatepass_cache_lookups_total{result="hit",tier="db"} 1"#));
+        assert!(text.contains(r#"gatepass_cache_lookups_total{result="miss",tier="l2"} 1"#));
         assert!(text.contains(
             r#"gatepass_check_duration_seconds_bucket{decision="deny",surface="http",le="0.00005"} 1"#
         ));

@@ -10,6 +10,7 @@ mod grpc;
 mod helpers;
 mod http;
 mod migrate;
+mod monitoring;
 mod nginx;
 mod policy;
 mod store;
