@@ -31,6 +31,10 @@ pub use redis::{Redis, RedisOptions, Stored};
 
 /// How long L1 entries count as fresh while invalidations cannot arrive.
 pub const DEGRADED_TTL_MS: i64 = 1_000;
+/// Database lookups per second for ids above the highest known id. Real new
+/// tokens are announced by the change feed within milliseconds, so only a
+/// flood of invented ids ever exhausts this.
+const UNKNOWN_ID_LOOKUPS_PER_SECOND: i64 = 100;
 /// After a database error, lookups skip the database this long (serving
 /// stale entries or failing fast), then one tries again.
 const DATABASE_RETRY_MS: i64 = 250;
@@ -46,6 +50,9 @@ pub enum Outcome {
     DbNegative,
     /// Served past its TTL because the database could not be reached.
     Stale,
+    /// An id above every id issued, while lookups of such ids were over
+    /// budget: answered unknown without a query (flood protection).
+    UnknownId,
 }
 
 impl Outcome {
@@ -58,6 +65,7 @@ impl Outcome {
             Self::Db => "db",
             Self::DbNegative => "db_negative",
             Self::Stale => "stale",
+            Self::UnknownId => "unknown_id",
         }
     }
 }
@@ -111,6 +119,9 @@ struct Inner {
     /// Whether change notifications are arriving.
     feed_connected: AtomicBool,
     database_retry_at_ms: AtomicI64,
+    /// The highest token id known to exist; `i64::MAX` until learnt.
+    max_token_id: AtomicI64,
+    unknown_id_budget: Budget,
     ttl_ms: i64,
     max_stale_ms: i64,
 }
@@ -136,6 +147,8 @@ impl Tiers {
                 floors: Floors::default(),
                 feed_connected: AtomicBool::new(false),
                 database_retry_at_ms: AtomicI64::new(0),
+                max_token_id: AtomicI64::new(i64::MAX),
+                unknown_id_budget: Budget::new(UNKNOWN_ID_LOOKUPS_PER_SECOND),
                 ttl_ms: millis(options.ttl),
                 max_stale_ms: millis(options.max_stale),
             }),
@@ -176,6 +189,13 @@ impl Tiers {
             Hit::Stale(token) => Some(token),
             Hit::Miss => None,
         };
+        if let TokenKey::Id(id) = key
+            && stale.is_none()
+            && id > inner.max_token_id.load(Ordering::Relaxed)
+            && !inner.unknown_id_budget.try_take(now_ms)
+        {
+            return Ok(self.answered(found_or_absent(None, Outcome::UnknownId)));
+        }
         let fetched = inner.flights.run(key, || self.fetch(key, now_ms)).await;
         match (fetched, stale) {
             (Err(_), Some(stale)) if now_ms - stale.fetched_ms <= inner.max_stale_ms => {
@@ -223,6 +243,9 @@ impl Tiers {
                 return Err(Arc::new(error));
             }
         };
+        if let Some(record) = &record {
+            self.learn_token_id(record.id);
+        }
         let stored = match &record {
             Some(record) => Stored::Token(Box::new(record.clone())),
             None => Stored::Absent,
@@ -310,9 +333,24 @@ impl Tiers {
         }
     }
 
+    /// Records that token `id` exists (ids only grow).
+    pub fn learn_token_id(&self, id: i64) {
+        let known = &self.inner.max_token_id;
+        if known.load(Ordering::Relaxed) != i64::MAX {
+            known.fetch_max(id, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts trusting `max` as the highest id issued (read once the
+    /// change feed is up, so later inserts arrive as notifications).
+    pub fn set_max_token_id(&self, max: i64) {
+        self.inner.max_token_id.store(max, Ordering::Relaxed);
+    }
+
     /// A token row changed: raise its floors, then drop it everywhere.
     pub async fn invalidate_token(&self, change: TokenChange, now_ms: i64) {
         let inner = &self.inner;
+        self.learn_token_id(change.id);
         let keys = [TokenKey::Id(change.id), TokenKey::Digest(change.digest)];
         for key in keys {
             inner.floors.raise_token(key, change.version, now_ms);
@@ -359,6 +397,37 @@ impl Tiers {
 
     fn prune_floors(&self, before_ms: i64) {
         self.inner.floors.prune(before_ms);
+    }
+}
+
+/// A fixed-window rate budget: at most `per_second` takes per second.
+#[derive(Debug)]
+struct Budget {
+    per_second: i64,
+    window_start_ms: AtomicI64,
+    used: AtomicI64,
+}
+
+impl Budget {
+    fn new(per_second: i64) -> Self {
+        Self {
+            per_second,
+            window_start_ms: AtomicI64::new(0),
+            used: AtomicI64::new(0),
+        }
+    }
+
+    fn try_take(&self, now_ms: i64) -> bool {
+        let start = self.window_start_ms.load(Ordering::Relaxed);
+        if now_ms - start >= 1_000
+            && self
+                .window_start_ms
+                .compare_exchange(start, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        self.used.fetch_add(1, Ordering::Relaxed) < self.per_second
     }
 }
 

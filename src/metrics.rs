@@ -308,6 +308,7 @@ impl Metrics {
             Outcome::Db => &[(Tier::L1, Miss), (Tier::Db, Hit)],
             Outcome::DbNegative => &[(Tier::L1, Miss), (Tier::Db, Negative)],
             Outcome::Stale => &[(Tier::L1, Stale)],
+            Outcome::UnknownId => &[(Tier::L1, Negative)],
         };
         for &(tier, result) in walk {
             self.record_lookup(tier, result);

@@ -303,6 +303,11 @@ impl Store {
         dispatch!(self.record_last_used(uses))
     }
 
+    /// The highest token id issued so far (0 when there is none).
+    pub async fn max_token_id(&self) -> Result<i64, StoreError> {
+        dispatch!(self.max_token_id())
+    }
+
     /// Ids and digests of a service's tokens (to drop them from L2).
     pub async fn token_keys_of_service(
         &self,

@@ -45,6 +45,10 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
         };
         // Whatever changed while we were not listening is unknown.
         tiers.flush_memory();
+        match tiers.store().max_token_id().await {
+            Ok(max) => tiers.set_max_token_id(max),
+            Err(error) => tracing::warn!(%error, "cannot read the highest token id"),
+        }
         tiers.set_feed_connected(true);
         retry = RETRY_MIN;
         tracing::info!("listening for token and service changes");

@@ -329,6 +329,13 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
+    pub async fn max_token_id(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM tokens")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(max.unwrap_or(0))
+    }
+
     pub async fn token_keys_of_service(
         &self,
         service_id: i64,

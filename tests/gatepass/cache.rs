@@ -660,3 +660,41 @@ async fn embedded_sqlite_enforces_a_cli_revocation_within_one_second() {
     assert!(max < Duration::from_secs(1), "{max:?}");
     app.stop().await;
 }
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_flood_of_invented_ids_stays_off_the_database(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.wait_for_feed().await;
+    let fixtures = Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+    let (valid, _) = fixtures.token(TokenSpec::default()).await;
+    assert!(matches!(app.check(&valid).await.0, Decision::Allow(_)));
+
+    let before = app.store.lookup_count();
+    let start = Instant::now();
+    for id in 0..5_000i64 {
+        let junk = format!("{}|LegacyShapedSecretForAnUnknownId00000", 10_000_000 + id);
+        let (decision, _) = app.check(&junk).await;
+        assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
+    }
+    let seconds = start.elapsed().as_secs() + 1;
+    let queries = app.store.lookup_count() - before;
+    println!(
+        "5000 invented ids in {:?}: {queries} database lookups",
+        start.elapsed()
+    );
+    assert!(queries <= 100 * seconds, "{queries} lookups in {seconds}s");
+    assert_eq!(app.check(&valid).await.1, Some(Outcome::L1Hit));
+
+    // A token issued during the flood is announced and accepted at once.
+    let (fresh, _) = fixtures.token(TokenSpec::default()).await;
+    let accepted = Instant::now();
+    while !matches!(app.check(&fresh).await.0, Decision::Allow(_)) {
+        assert!(
+            accepted.elapsed() < Duration::from_secs(1),
+            "new token refused"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.stop().await;
+}
