@@ -63,11 +63,13 @@ pub struct TokenRecord {
     pub version: i64,
     pub digest: crate::token::TokenDigest,
     pub kind: TokenKind,
-    pub abilities: Abilities,
+    /// Shared by every cached token with the same abilities.
+    pub abilities: Arc<Abilities>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    pub service: ServiceRecord,
+    /// Shared by every cached token of the service.
+    pub service: Arc<ServiceRecord>,
 }
 
 /// Why a request was denied; the first failing row of SPEC §3 decides.
@@ -496,17 +498,19 @@ mod tests {
             version: 1,
             digest: TokenDigest::of(SECRET),
             kind: TokenKind::Access,
-            abilities: Abilities::new(parse_ability_list("orders:read,inventory:*").unwrap()),
+            abilities: Arc::new(Abilities::new(
+                parse_ability_list("orders:read,inventory:*").unwrap(),
+            )),
             expires_at: None,
             revoked_at: None,
             created_at: Utc::now() - Duration::hours(1),
-            service: ServiceRecord {
+            service: Arc::new(ServiceRecord {
                 id: 3,
                 version: 1,
                 name: "billing".into(),
                 is_active: true,
                 ip_allowlist: NetList::default(),
-            },
+            }),
         }
     }
 
@@ -633,8 +637,9 @@ mod tests {
     #[test]
     fn disabled_service_is_denied_before_ip_and_abilities() {
         let mut disabled = record();
-        disabled.service.is_active = false;
-        disabled.service.ip_allowlist = NetList::parse("10.0.0.0/8").unwrap();
+        let service = Arc::make_mut(&mut disabled.service);
+        service.is_active = false;
+        service.ip_allowlist = NetList::parse("10.0.0.0/8").unwrap();
         let mut requirements = none();
         requirements.require_all("admin");
         assert_eq!(
@@ -646,7 +651,8 @@ mod tests {
     #[test]
     fn client_outside_allowlist_is_denied_before_abilities() {
         let mut listed = record();
-        listed.service.ip_allowlist = NetList::parse("10.0.0.0/8, 2001:db8::/32").unwrap();
+        Arc::make_mut(&mut listed.service).ip_allowlist =
+            NetList::parse("10.0.0.0/8, 2001:db8::/32").unwrap();
         let mut requirements = none();
         requirements.require_all("admin");
         let outside = Some("192.0.2.1".parse().unwrap());

@@ -11,6 +11,7 @@
 
 mod flight;
 mod floors;
+mod intern;
 pub mod invalidation;
 pub mod memory;
 pub mod redis;
@@ -25,6 +26,7 @@ use crate::store::{Store, StoreError};
 use crate::token::TokenKey;
 use flight::Flights;
 use floors::Floors;
+use intern::Interner;
 pub use memory::CachedToken;
 use memory::{Hit, Memory};
 pub use redis::{Redis, RedisOptions, Stored};
@@ -116,6 +118,7 @@ struct Inner {
     redis: Option<Redis>,
     flights: Flights<TokenKey, Shared>,
     floors: Floors,
+    interner: Interner,
     /// Whether change notifications are arriving.
     feed_connected: AtomicBool,
     database_retry_at_ms: AtomicI64,
@@ -145,6 +148,7 @@ impl Tiers {
                 redis,
                 flights: Flights::new(),
                 floors: Floors::default(),
+                interner: Interner::default(),
                 feed_connected: AtomicBool::new(false),
                 database_retry_at_ms: AtomicI64::new(0),
                 max_token_id: AtomicI64::new(i64::MAX),
@@ -220,7 +224,8 @@ impl Tiers {
         if let Some(redis) = inner.redis.as_ref().filter(|_| self.feed_connected()) {
             match redis.get(key).await {
                 Some(Stored::Token(record)) if inner.floors.admits(key, &record) => {
-                    let token = Arc::new(CachedToken::new(*record, now_ms));
+                    let record = inner.interner.intern(*record);
+                    let token = Arc::new(CachedToken::new(record, now_ms));
                     let token = self.fill_memory(key, Some(token), now_ms);
                     return Ok(found_or_absent(token, Outcome::L2Hit));
                 }
@@ -250,7 +255,8 @@ impl Tiers {
             Some(record) => Stored::Token(Box::new(record.clone())),
             None => Stored::Absent,
         };
-        let token = record.map(|record| Arc::new(CachedToken::new(record, now_ms)));
+        let token =
+            record.map(|record| Arc::new(CachedToken::new(inner.interner.intern(record), now_ms)));
         let token = self.fill_memory(key, token, now_ms);
         if let Some(redis) = inner.redis.clone().filter(|_| self.feed_connected()) {
             // Off the request path: the caller has its answer already.

@@ -367,23 +367,23 @@ impl WireRecord {
             version: self.version,
             digest,
             kind: TokenKind::parse(&self.kind)?,
-            abilities: Abilities::new(
+            abilities: Arc::new(Abilities::new(
                 self.abilities
                     .iter()
                     .map(|a| Ability::parse(a))
                     .collect::<Result<_, _>>()
                     .ok()?,
-            ),
+            )),
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
             created_at: self.created_at,
-            service: ServiceRecord {
+            service: Arc::new(ServiceRecord {
                 id: self.service_id,
                 version: self.service_version,
                 name: self.service_name,
                 is_active: self.service_active,
                 ip_allowlist: NetList::parse(&self.allowlist).ok()?,
-            },
+            }),
         })
     }
 }

@@ -458,17 +458,17 @@ fn token_record(row: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
         digest: TokenDigest::from_bytes(hash)
             .ok_or_else(|| decode_error("token_hash is not 32 bytes".into()))?,
         kind: token_kind(row)?,
-        abilities: Abilities::from_stored(json_strings(row, "abilities")?),
+        abilities: std::sync::Arc::new(Abilities::from_stored(json_strings(row, "abilities")?)),
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
         created_at: row.try_get("created_at")?,
-        service: ServiceRecord {
+        service: std::sync::Arc::new(ServiceRecord {
             id: row.try_get("service_id")?,
             version: row.try_get("service_version")?,
             name: row.try_get("service_name")?,
             is_active: row.try_get("is_active")?,
             ip_allowlist: allowlist(row)?,
-        },
+        }),
     })
 }
 
