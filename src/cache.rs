@@ -193,13 +193,6 @@ impl Tiers {
             Hit::Stale(token) => Some(token),
             Hit::Miss => None,
         };
-        if let TokenKey::Id(id) = key
-            && stale.is_none()
-            && id > inner.max_token_id.load(Ordering::Relaxed)
-            && !inner.unknown_id_budget.try_take(now_ms)
-        {
-            return Ok(self.answered(found_or_absent(None, Outcome::UnknownId)));
-        }
         let fetched = inner.flights.run(key, || self.fetch(key, now_ms)).await;
         match (fetched, stale) {
             (Err(_), Some(stale)) if now_ms - stale.fetched_ms <= inner.max_stale_ms => {
@@ -220,6 +213,14 @@ impl Tiers {
     /// L2, then the database; fills the tiers above on the way back.
     async fn fetch(&self, key: TokenKey, now_ms: i64) -> Shared {
         let inner = &self.inner;
+        // Once per flight, not per caller: a burst for one new id costs one
+        // unit of the budget.
+        if let TokenKey::Id(id) = key
+            && id > inner.max_token_id.load(Ordering::Relaxed)
+            && !inner.unknown_id_budget.try_take(now_ms)
+        {
+            return Ok(found_or_absent(None, Outcome::UnknownId));
+        }
         let mut l2_missed = false;
         if let Some(redis) = inner.redis.as_ref().filter(|_| self.feed_connected()) {
             match redis.get(key).await {
