@@ -20,8 +20,17 @@ use crate::config::IdentityHeaders;
 use crate::metrics::{Metrics, Surface};
 use crate::telemetry::observe_check;
 
-const REQUIRE_ALL: &str = "x-gatepass-require-all";
-const REQUIRE_ANY: &str = "x-gatepass-require-any";
+// Header names as constants: looking a header up by `&str` parses the name
+// on every request.
+const REQUIRE_ALL: HeaderName = HeaderName::from_static("x-gatepass-require-all");
+const REQUIRE_ANY: HeaderName = HeaderName::from_static("x-gatepass-require-any");
+const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// How the HTTP surface reads requests and writes answers.
 #[derive(Debug, Clone)]
@@ -93,10 +102,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
 async fn auth_request(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let started = Instant::now();
     let headers = request.headers();
-    let method = first_text(headers, &["x-original-method", "x-forwarded-method"])
+    let method = first_text(headers, &[ORIGINAL_METHOD, FORWARDED_METHOD])
         .unwrap_or_else(|| request.method().as_str());
-    let path = first_text(headers, &["x-original-uri", "x-forwarded-uri"]).unwrap_or("");
-    let host = first_text(headers, &["x-forwarded-host", "host"]).unwrap_or("");
+    let path = first_text(headers, &[ORIGINAL_URI, FORWARDED_URI]).unwrap_or("");
+    let host = first_text(headers, &[FORWARDED_HOST, header::HOST]).unwrap_or("");
     check(started, &request, &state, method, host, path).await
 }
 
@@ -111,7 +120,7 @@ async fn envoy_http(request: HttpRequest, state: web::Data<HttpState>) -> HttpRe
         .strip_prefix("/ext-authz")
         .filter(|rest| !rest.is_empty())
         .unwrap_or("/");
-    let host = first_text(request.headers(), &["host"]).unwrap_or("");
+    let host = first_text(request.headers(), &[header::HOST]).unwrap_or("");
     check(
         started,
         &request,
@@ -134,10 +143,10 @@ async fn check(
     let headers = request.headers();
     let client_ip = client_ip(request, &state.trusted_proxies);
     let mut requirements = Requirements::default();
-    for value in headers.get_all(REQUIRE_ALL) {
+    for value in headers.get_all(&REQUIRE_ALL) {
         requirements.require_all(&String::from_utf8_lossy(value.as_bytes()));
     }
-    for value in headers.get_all(REQUIRE_ANY) {
+    for value in headers.get_all(&REQUIRE_ANY) {
         requirements.require_any(&String::from_utf8_lossy(value.as_bytes()));
     }
     let check = CheckRequest {
@@ -215,7 +224,7 @@ pub(crate) fn client_ip(request: &HttpRequest, trusted: &NetList) -> Option<std:
         client_behind_proxies(
             peer.ip(),
             trusted,
-            first_text(headers, &["x-real-ip"]),
+            first_text(headers, &[REAL_IP]),
             forwarded_for(headers).as_deref(),
         )
     })
@@ -241,16 +250,16 @@ pub fn unavailable() -> HttpResponse {
 }
 
 /// The first of `names` present with a UTF-8 value.
-fn first_text<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+fn first_text<'a>(headers: &'a HeaderMap, names: &[HeaderName]) -> Option<&'a str> {
     names
         .iter()
-        .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
+        .find_map(|name| headers.get(name).and_then(|value| value.to_str().ok()))
 }
 
 /// `X-Forwarded-For` as one list, also when a proxy sent several lines.
 fn forwarded_for(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let mut lines = headers
-        .get_all("x-forwarded-for")
+        .get_all(FORWARDED_FOR)
         .filter_map(|value| value.to_str().ok());
     let first = lines.next()?;
     match lines.next() {

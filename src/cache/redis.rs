@@ -99,6 +99,9 @@ impl Redis {
             .min_idle(Some(0))
             .connection_timeout(options.timeout)
             .retry_connection(false)
+            // No PING before every command: a broken connection fails the
+            // command itself, which the breaker and the timeout handle.
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Self {
             inner: Arc::new(Inner {

@@ -58,6 +58,9 @@ impl PostgresStore {
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
+            // No round trip before each query: a dead connection fails the
+            // query, and the check answers UNAVAILABLE, as for any outage.
+            .test_before_acquire(false)
             .acquire_timeout(options.timeout)
             .connect_lazy_with(connect);
         Ok(Self { pool })

@@ -73,6 +73,7 @@ impl SqliteStore {
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(options.timeout)
             .connect_lazy_with(connect);
         Ok(Self { pool })
