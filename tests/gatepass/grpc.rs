@@ -183,17 +183,7 @@ pub fn assert_denied(response: &CheckResponse, code: i32, http: i32, reason: &st
         .filter_map(|h| h.header.as_ref())
         .find(|h| h.key == "www-authenticate")
         .map(|h| h.value.clone());
-    match (http, reason) {
-        (401, "missing_token") => {
-            assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="gatepass""#))
-        }
-        (401, _) => assert_eq!(
-            challenge.as_deref(),
-            Some(r#"Bearer realm="gatepass", error="invalid_token""#),
-            "{reason}"
-        ),
-        _ => assert_eq!(challenge, None, "{reason}"),
-    }
+    crate::helpers::assert_challenge(http, reason, challenge.as_deref());
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]

@@ -535,3 +535,13 @@ impl TestDb {
         .expect("families")
     }
 }
+
+/// A denial's `WWW-Authenticate`, as RFC 6750 §3 writes it: none on 403.
+pub fn assert_challenge(status: i32, reason: &str, challenge: Option<&str>) {
+    let expected = match (status, reason) {
+        (401, "missing_token") => Some(r#"Bearer realm="gatepass""#),
+        (401, _) => Some(r#"Bearer realm="gatepass", error="invalid_token""#),
+        _ => None,
+    };
+    assert_eq!(challenge, expected, "{reason}");
+}

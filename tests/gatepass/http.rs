@@ -24,17 +24,7 @@ async fn assert_denied(response: reqwest::Response, status: u16, reason: &str) {
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned());
-    match (status, reason) {
-        (401, "missing_token") => {
-            assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="gatepass""#))
-        }
-        (401, _) => assert_eq!(
-            challenge.as_deref(),
-            Some(r#"Bearer realm="gatepass", error="invalid_token""#),
-            "{reason}"
-        ),
-        _ => assert_eq!(challenge, None, "{reason}"),
-    }
+    crate::helpers::assert_challenge(status.into(), reason, challenge.as_deref());
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
         "application/json"
