@@ -177,6 +177,8 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliEr
 }
 
 async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
+    let shutdown =
+        server::ShutdownSignal::install().context("cannot listen for SIGTERM and SIGINT")?;
     let empty = store
         .list_services()
         .await
@@ -198,7 +200,7 @@ async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
     if empty {
         print_first_steps(running.http_addr);
     }
-    server::shutdown_signal().await;
+    shutdown.received().await;
     tracing::info!("shutting down: finishing in-flight checks");
     running.stop(settings.shutdown_timeout).await?;
     tracing::info!("stopped");
