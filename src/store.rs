@@ -203,14 +203,6 @@ impl Store {
         })
     }
 
-    /// `postgres` or `sqlite`.
-    pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres(_) => "postgres",
-            Backend::Sqlite(_) => "sqlite",
-        }
-    }
-
     pub async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self.migrate())
     }

@@ -8,7 +8,7 @@
 //! circuit breaker: a dead Redis costs one timeout, then is skipped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
@@ -76,7 +76,6 @@ struct Inner {
     options: RedisOptions,
     cas: Script,
     breaker: Breaker,
-    errors: AtomicU64,
     last_log_ms: AtomicI64,
     metrics: Metrics,
 }
@@ -108,7 +107,6 @@ impl Redis {
                 pool,
                 cas: Script::new(CAS_SCRIPT),
                 breaker: Breaker::default(),
-                errors: AtomicU64::new(0),
                 last_log_ms: AtomicI64::new(i64::MIN),
                 options,
                 metrics,
@@ -118,7 +116,7 @@ impl Redis {
 
     /// Errors so far (timeouts, refused connections, bad replies).
     pub fn error_count(&self) -> u64 {
-        self.inner.errors.load(Ordering::Relaxed)
+        self.inner.metrics.redis_errors().get()
     }
 
     /// Whether Redis answers now (within the timeout, breaker permitting).
@@ -238,7 +236,6 @@ impl Redis {
                 Some(value)
             }
             Err(error) => {
-                inner.errors.fetch_add(1, Ordering::Relaxed);
                 inner.metrics.redis_errors().inc();
                 let opened = inner.breaker.failure(now);
                 if opened {
@@ -260,7 +257,7 @@ impl Redis {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let errors = self.inner.errors.load(Ordering::Relaxed);
+            let errors = self.inner.metrics.redis_errors().get();
             tracing::warn!(
                 error,
                 errors_total = errors,
