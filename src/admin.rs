@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements};
-use crate::http::{client_ip, deny, unavailable};
+use crate::http::{authorization, client_ip, deny, unavailable};
 use crate::provision::{self, ProvisionError, TokenRequest};
 use crate::store::StoreError;
 
@@ -40,13 +40,10 @@ async fn authorize(request: &HttpRequest, state: &AdminState) -> Result<String, 
     let mut requirements = Requirements::default();
     requirements.require_all(ADMIN_ABILITY);
     let check = CheckRequest {
-        authorization: request
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|value| value.as_bytes()),
+        authorization: authorization(request.headers()),
         client_ip: client_ip(request, &state.trusted_proxies),
-        method: request.method().as_str(),
-        path: request.path(),
+        method: request.method().as_str().as_bytes(),
+        path: request.path().as_bytes(),
         requirements,
         ..CheckRequest::default()
     };

@@ -218,17 +218,56 @@ pub struct RefreshLifetimes {
 }
 
 /// A check as every surface sees it. `method`, `host` and `path` are what
-/// route policies match on.
+/// route policies match on, as the bytes the proxy sent.
 #[derive(Debug, Clone, Default)]
 pub struct CheckRequest<'a> {
-    /// The raw `Authorization` header value, if any.
-    pub authorization: Option<&'a [u8]>,
+    pub authorization: AuthorizationHeader<'a>,
     pub client_ip: Option<IpAddr>,
-    pub method: &'a str,
-    pub host: &'a str,
-    pub path: &'a str,
+    pub method: &'a [u8],
+    pub host: &'a [u8],
+    pub path: &'a [u8],
     /// Requirements the proxy added for this route.
     pub requirements: Requirements,
+}
+
+/// The `Authorization` header of a request, as raw bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthorizationHeader<'a> {
+    #[default]
+    Absent,
+    One(&'a [u8]),
+    /// Sent more than once: a proxy or the service behind it may read
+    /// another copy than gatepass did, so none of them counts.
+    Repeated,
+}
+
+impl<'a> AuthorizationHeader<'a> {
+    /// From every value the request carries for the header.
+    pub fn from_values(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut values = values.into_iter();
+        match (values.next(), values.next()) {
+            (None, _) => Self::Absent,
+            (Some(value), None) => Self::One(value),
+            (Some(_), Some(_)) => Self::Repeated,
+        }
+    }
+
+    /// The bearer token, or why there is none: no bearer credential is
+    /// `missing_token`; two credentials (a repeated header, or values
+    /// joined by `,` as Envoy joins repeated headers) are `malformed_token`.
+    pub fn bearer_token(self) -> Result<&'a [u8], DenyReason> {
+        let value = match self {
+            Self::Absent => return Err(DenyReason::MissingToken),
+            Self::Repeated => return Err(DenyReason::MalformedToken),
+            Self::One(value) => value,
+        };
+        // No credential gatepass accepts contains a comma; a value that
+        // does is several credentials joined, whichever scheme comes first.
+        if value.contains(&b',') {
+            return Err(DenyReason::MalformedToken);
+        }
+        bearer_token(value).ok_or(DenyReason::MissingToken)
+    }
 }
 
 /// The only error a check can have: the answer cannot be known. Surfaces map
@@ -355,8 +394,9 @@ impl Authorizer {
     }
 
     pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Verdict, CheckError> {
-        let Some(token) = request.authorization.and_then(bearer_token) else {
-            return Ok(Verdict::before_lookup(DenyReason::MissingToken));
+        let token = match request.authorization.bearer_token() {
+            Ok(token) => token,
+            Err(reason) => return Ok(Verdict::before_lookup(reason)),
         };
         let Ok(presented) = self.format.parse(token) else {
             return Ok(Verdict::before_lookup(DenyReason::MalformedToken));
@@ -368,13 +408,14 @@ impl Authorizer {
             .await
             .map_err(CheckError)?;
         let policy = self.policy.as_ref().map(PolicyHandle::current);
+        let route_requirements = policy
+            .as_ref()
+            .map(|policy| policy.requirements_for(request.method, request.host, request.path));
         let context = DecisionContext {
             now,
             client_ip: request.client_ip,
             requirements: &request.requirements,
-            route_requirements: policy
-                .as_ref()
-                .map(|policy| policy.requirements_for(request.method, request.host, request.path)),
+            route_requirements: route_requirements.as_deref(),
             max_age: self.max_age,
             expected_kind: TokenKind::Access,
         };
@@ -401,8 +442,9 @@ impl Authorizer {
         request: &CheckRequest<'_>,
         lifetimes: RefreshLifetimes,
     ) -> Result<Refresh, CheckError> {
-        let Some(token) = request.authorization.and_then(bearer_token) else {
-            return Ok(Refresh::Deny(DenyReason::MissingToken));
+        let token = match request.authorization.bearer_token() {
+            Ok(token) => token,
+            Err(reason) => return Ok(Refresh::Deny(reason)),
         };
         let Ok(presented) = self.format.parse(token) else {
             return Ok(Refresh::Deny(DenyReason::MalformedToken));
@@ -741,5 +783,32 @@ mod tests {
         assert_eq!(bearer_token(b"Bearerabc"), None);
         assert_eq!(bearer_token(b""), None);
         assert_eq!(bearer_token("Bé".as_bytes()), None);
+    }
+
+    #[test]
+    fn more_than_one_credential_is_malformed() {
+        let one = |value: &'static [u8]| AuthorizationHeader::from_values([value]);
+        assert_eq!(one(b"Bearer 1|abc").bearer_token(), Ok(&b"1|abc"[..]));
+        assert_eq!(
+            AuthorizationHeader::from_values([&b"Bearer 1|abc"[..], b"Bearer 2|def"])
+                .bearer_token(),
+            Err(DenyReason::MalformedToken)
+        );
+        for joined in [
+            &b"Bearer 1|abc,Bearer 2|def"[..],
+            b"Bearer 1|abc, junk",
+            b"Bearer 1|abc,",
+            b"Basic dXNlcg==, Bearer 1|abc",
+        ] {
+            assert_eq!(one(joined).bearer_token(), Err(DenyReason::MalformedToken));
+        }
+        assert_eq!(
+            AuthorizationHeader::Absent.bearer_token(),
+            Err(DenyReason::MissingToken)
+        );
+        assert_eq!(
+            one(b"Basic dXNlcg==").bearer_token(),
+            Err(DenyReason::MissingToken)
+        );
     }
 }

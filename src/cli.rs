@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::authz::policy::{PolicyError, PolicyHandle};
-use crate::authz::{Authorizer, CheckRequest, Decision, Requirements};
+use crate::authz::{AuthorizationHeader, Authorizer, CheckRequest, Decision, Requirements};
 use crate::cache::Tiers;
 use crate::config::{Settings, SettingsArgs};
 use crate::metrics::Metrics;
@@ -351,11 +351,11 @@ async fn check(
     }
     let authorization = format!("Bearer {token}");
     let request = CheckRequest {
-        authorization: Some(authorization.as_bytes()),
+        authorization: AuthorizationHeader::One(authorization.as_bytes()),
         client_ip,
-        method: &route.method,
-        host: &route.host,
-        path: &route.path,
+        method: route.method.as_bytes(),
+        host: route.host.as_bytes(),
+        path: route.path.as_bytes(),
         requirements,
     };
     let policy = settings

@@ -16,7 +16,9 @@ use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
 use crate::authz::client_ip::client_behind_envoy;
-use crate::authz::{Authorizer, CheckRequest, Decision, DenyReason, Requirements, TokenRecord};
+use crate::authz::{
+    AuthorizationHeader, Authorizer, CheckRequest, Decision, DenyReason, Requirements, TokenRecord,
+};
 use crate::config::IdentityHeaders;
 use crate::metrics::{Metrics, Surface};
 use crate::telemetry::observe_check;
@@ -81,7 +83,6 @@ impl ExtAuthz {
         let http = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
-        let header = |name: &str| http.and_then(|http| find_header(http, name));
         let source = attributes
             .and_then(|a| a.source.as_ref())
             .and_then(|peer| peer.address.as_ref())
@@ -92,7 +93,7 @@ impl ExtAuthz {
         let client_ip = client_behind_envoy(
             source,
             self.options.xff_trusted_hops,
-            header("x-forwarded-for").and_then(|v| std::str::from_utf8(v).ok()),
+            header_values(http, "x-forwarded-for"),
         );
         let extensions = attributes.map(|a| &a.context_extensions);
         let mut requirements = Requirements::default();
@@ -100,11 +101,11 @@ impl ExtAuthz {
             add_requirements(&mut requirements, extensions);
         }
         CheckRequest {
-            authorization: header("authorization"),
+            authorization: AuthorizationHeader::from_values(header_values(http, "authorization")),
             client_ip,
-            method: http.map_or("", |http| http.method.as_str()),
-            host: http.map_or("", |http| http.host.as_str()),
-            path: http.map_or("", |http| http.path.as_str()),
+            method: http.map_or(&[], |http| http.method.as_bytes()),
+            host: http.map_or(&[], |http| http.host.as_bytes()),
+            path: http.map_or(&[], |http| http.path.as_bytes()),
             requirements,
         }
     }
@@ -183,27 +184,30 @@ fn overwrite(key: &str, value: String) -> HeaderValueOption {
     }
 }
 
-/// Envoy sends lowercase header names in `headers`, or, with
-/// `encode_raw_headers`, raw bytes in `header_map`.
-fn find_header<'a>(
-    http: &'a envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
-    name: &str,
-) -> Option<&'a [u8]> {
-    if let Some(value) = http.headers.get(name) {
-        return Some(value.as_bytes());
-    }
-    http.header_map.as_ref().and_then(|map| {
-        map.headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case(name))
-            .map(|h| {
-                if h.raw_value.is_empty() {
-                    h.value.as_bytes()
-                } else {
-                    h.raw_value.as_slice()
-                }
-            })
-    })
+/// Every value of header `name` (lowercase): Envoy sends lowercase names
+/// in `headers`, one value per name with repeated headers joined by `,`,
+/// or, with `encode_raw_headers`, one `header_map` entry per header line
+/// with its raw bytes.
+fn header_values<'a>(
+    http: Option<&'a envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest>,
+    name: &'a str,
+) -> impl DoubleEndedIterator<Item = &'a [u8]> {
+    let joined = http
+        .and_then(|http| http.headers.get(name))
+        .map(String::as_bytes);
+    let raw = http
+        .and_then(|http| http.header_map.as_ref())
+        .map_or(&[][..], |map| map.headers.as_slice())
+        .iter()
+        .filter(move |header| header.key.eq_ignore_ascii_case(name))
+        .map(|header| {
+            if header.raw_value.is_empty() {
+                header.value.as_bytes()
+            } else {
+                header.raw_value.as_slice()
+            }
+        });
+    joined.into_iter().chain(raw)
 }
 
 /// Per-route requirements Envoy passes as `context_extensions`.

@@ -3,7 +3,6 @@
 //! `POST /v1/tokens/refresh`. All translate into the decision core's request
 //! and back; they decide nothing themselves.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,8 +12,8 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use crate::authz::client_ip::client_behind_proxies;
 use crate::authz::{
-    Authorizer, CheckRequest, Decision, DenyReason, NetList, Refresh, RefreshLifetimes,
-    Requirements,
+    AuthorizationHeader, Authorizer, CheckRequest, Decision, DenyReason, NetList, Refresh,
+    RefreshLifetimes, Requirements,
 };
 use crate::config::IdentityHeaders;
 use crate::metrics::{Metrics, Surface};
@@ -102,10 +101,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
 async fn auth_request(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let started = Instant::now();
     let headers = request.headers();
-    let method = first_text(headers, &[ORIGINAL_METHOD, FORWARDED_METHOD])
-        .unwrap_or_else(|| request.method().as_str());
-    let path = first_text(headers, &[ORIGINAL_URI, FORWARDED_URI]).unwrap_or("");
-    let host = first_text(headers, &[FORWARDED_HOST, header::HOST]).unwrap_or("");
+    let method = first_present(headers, &[ORIGINAL_METHOD, FORWARDED_METHOD])
+        .unwrap_or_else(|| request.method().as_str().as_bytes());
+    let path = first_present(headers, &[ORIGINAL_URI, FORWARDED_URI]).unwrap_or_default();
+    let host = first_present(headers, &[FORWARDED_HOST, header::HOST]).unwrap_or_default();
     check(started, &request, &state, method, host, path).await
 }
 
@@ -120,14 +119,14 @@ async fn envoy_http(request: HttpRequest, state: web::Data<HttpState>) -> HttpRe
         .strip_prefix("/ext-authz")
         .filter(|rest| !rest.is_empty())
         .unwrap_or("/");
-    let host = first_text(request.headers(), &[header::HOST]).unwrap_or("");
+    let host = first_present(request.headers(), &[header::HOST]).unwrap_or_default();
     check(
         started,
         &request,
         &state,
-        request.method().as_str(),
+        request.method().as_str().as_bytes(),
         host,
-        path,
+        path.as_bytes(),
     )
     .await
 }
@@ -136,9 +135,9 @@ async fn check(
     started: Instant,
     request: &HttpRequest,
     state: &HttpState,
-    method: &str,
-    host: &str,
-    path: &str,
+    method: &[u8],
+    host: &[u8],
+    path: &[u8],
 ) -> HttpResponse {
     let headers = request.headers();
     let client_ip = client_ip(request, &state.trusted_proxies);
@@ -150,9 +149,7 @@ async fn check(
         requirements.require_any(&String::from_utf8_lossy(value.as_bytes()));
     }
     let check = CheckRequest {
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
+        authorization: authorization(headers),
         client_ip,
         method,
         host,
@@ -182,10 +179,7 @@ async fn check(
 /// RFC 6749 §5.1 shapes the answer.
 async fn refresh_tokens(request: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let check = CheckRequest {
-        authorization: request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
+        authorization: authorization(request.headers()),
         client_ip: client_ip(&request, &state.trusted_proxies),
         ..CheckRequest::default()
     };
@@ -224,10 +218,19 @@ pub(crate) fn client_ip(request: &HttpRequest, trusted: &NetList) -> Option<std:
         client_behind_proxies(
             peer.ip(),
             trusted,
-            first_text(headers, &[REAL_IP]),
-            forwarded_for(headers).as_deref(),
+            headers.get_all(REAL_IP).map(HeaderValue::as_bytes),
+            headers.get_all(FORWARDED_FOR).map(HeaderValue::as_bytes),
         )
     })
+}
+
+/// Every `Authorization` header of the request.
+pub(crate) fn authorization(headers: &HeaderMap) -> AuthorizationHeader<'_> {
+    AuthorizationHeader::from_values(
+        headers
+            .get_all(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    )
 }
 
 pub(crate) fn deny(reason: DenyReason) -> HttpResponse {
@@ -249,28 +252,11 @@ pub fn unavailable() -> HttpResponse {
         .body(r#"{"error":"temporarily_unavailable","error_description":"the token store cannot be reached"}"#)
 }
 
-/// The first of `names` present with a UTF-8 value.
-fn first_text<'a>(headers: &'a HeaderMap, names: &[HeaderName]) -> Option<&'a str> {
+/// The value of the first of `names` the request carries, as bytes: a
+/// value that is not text is still that header, never a reason to read
+/// the next one.
+fn first_present<'a>(headers: &'a HeaderMap, names: &[HeaderName]) -> Option<&'a [u8]> {
     names
         .iter()
-        .find_map(|name| headers.get(name).and_then(|value| value.to_str().ok()))
-}
-
-/// `X-Forwarded-For` as one list, also when a proxy sent several lines.
-fn forwarded_for(headers: &HeaderMap) -> Option<Cow<'_, str>> {
-    let mut lines = headers
-        .get_all(FORWARDED_FOR)
-        .filter_map(|value| value.to_str().ok());
-    let first = lines.next()?;
-    match lines.next() {
-        None => Some(Cow::Borrowed(first)),
-        Some(second) => {
-            let mut joined = format!("{first},{second}");
-            for line in lines {
-                joined.push(',');
-                joined.push_str(line);
-            }
-            Some(Cow::Owned(joined))
-        }
-    }
+        .find_map(|name| headers.get(name).map(HeaderValue::as_bytes))
 }

@@ -138,6 +138,14 @@ impl Requirements {
         self.all.is_empty() && self.any_groups.is_empty()
     }
 
+    /// Both sets of requirements at once.
+    pub fn merged(&self, other: &Requirements) -> Requirements {
+        let mut merged = self.clone();
+        merged.all.extend(other.all.iter().cloned());
+        merged.any_groups.extend(other.any_groups.iter().cloned());
+        merged
+    }
+
     pub fn satisfied_by(&self, held: &Abilities) -> bool {
         self.all.iter().all(|required| held.grants(required))
             && self

@@ -19,6 +19,8 @@
 //! Paths are matched after percent-decoding, collapsing `//` and resolving
 //! `.` and `..`, so `/public/..%2Fadmin` is matched as `/admin`.
 
+mod path;
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::abilities::{Ability, Requirements};
+pub use path::{Glob, normalize_path, readable};
 
 /// How often the file is checked for changes.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -67,7 +70,7 @@ enum HostPattern {
 enum PathPattern {
     Any,
     Prefix(String),
-    Glob(String),
+    Glob(Glob),
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,8 +135,37 @@ impl Policy {
         Self::parse(&text).map_err(error)
     }
 
-    /// What the first matching rule (or the default) requires.
-    pub fn requirements_for(&self, method: &str, host: &str, path: &str) -> &Requirements {
+    /// What the first matching rule (or the default) requires. Method,
+    /// host and path are the bytes the proxy sent, compared as bytes: none
+    /// of them has to be readable text for a rule to apply. When one holds
+    /// bytes that are not text (invalid UTF-8, control characters), an
+    /// upstream may also drop them, so the request is matched both ways
+    /// and must meet both answers.
+    pub fn requirements_for(
+        &self,
+        method: &[u8],
+        host: &[u8],
+        path: &[u8],
+    ) -> Cow<'_, Requirements> {
+        let as_sent = self.first_match(method, host, path);
+        let (method_text, host_text, path_text) =
+            (readable(method), readable(host), readable(path));
+        if method_text.is_none() && host_text.is_none() && path_text.is_none() {
+            return Cow::Borrowed(as_sent);
+        }
+        let as_text = self.first_match(
+            method_text.as_deref().unwrap_or(method),
+            host_text.as_deref().unwrap_or(host),
+            path_text.as_deref().unwrap_or(path),
+        );
+        if std::ptr::eq(as_sent, as_text) {
+            Cow::Borrowed(as_sent)
+        } else {
+            Cow::Owned(as_sent.merged(as_text))
+        }
+    }
+
+    fn first_match(&self, method: &[u8], host: &[u8], path: &[u8]) -> &Requirements {
         let path = normalize_path(path);
         let host = host_without_port(host);
         self.rules
@@ -151,7 +183,7 @@ impl Rule {
     fn compile(file: RuleFile) -> Result<Self, String> {
         let path = match (file.path, file.path_prefix) {
             (Some(_), Some(_)) => return Err("set path or path_prefix, not both".into()),
-            (Some(glob), None) if glob.starts_with('/') => PathPattern::Glob(glob),
+            (Some(glob), None) if glob.starts_with('/') => PathPattern::Glob(Glob::new(&glob)),
             (None, Some(prefix)) if prefix.starts_with('/') => PathPattern::Prefix(prefix),
             (Some(_), None) | (None, Some(_)) => return Err("paths start with '/'".into()),
             (None, None) => PathPattern::Any,
@@ -198,23 +230,24 @@ impl Rule {
         })
     }
 
-    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+    fn matches(&self, method: &[u8], host: &[u8], path: &[u8]) -> bool {
         let host_matches = match &self.host {
             None => true,
-            Some(HostPattern::Exact(exact)) => host.eq_ignore_ascii_case(exact),
+            Some(HostPattern::Exact(exact)) => host.eq_ignore_ascii_case(exact.as_bytes()),
             Some(HostPattern::Suffix(suffix)) => {
                 host.len() > suffix.len()
-                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
             }
         };
-        let method_matches = self
-            .methods
-            .as_ref()
-            .is_none_or(|methods| methods.iter().any(|m| m.eq_ignore_ascii_case(method)));
+        let method_matches = self.methods.as_ref().is_none_or(|methods| {
+            methods
+                .iter()
+                .any(|m| m.as_bytes().eq_ignore_ascii_case(method))
+        });
         let path_matches = match &self.path {
             PathPattern::Any => true,
-            PathPattern::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathPattern::Glob(glob) => glob_matches(glob.as_bytes(), path.as_bytes()),
+            PathPattern::Prefix(prefix) => path.starts_with(prefix.as_bytes()),
+            PathPattern::Glob(glob) => glob.matches(path),
         };
         host_matches && method_matches && path_matches
     }
@@ -230,94 +263,16 @@ fn requirements(all: &[String], any: &[String]) -> Result<Requirements, String> 
     Ok(requirements)
 }
 
-/// `*` matches within one path segment, `**` across segments.
-fn glob_matches(glob: &[u8], path: &[u8]) -> bool {
-    match glob {
-        [] => path.is_empty(),
-        [b'*', b'*', rest @ ..] => (0..=path.len()).any(|skip| glob_matches(rest, &path[skip..])),
-        [b'*', rest @ ..] => {
-            let segment = path.iter().position(|&b| b == b'/').unwrap_or(path.len());
-            (0..=segment).any(|skip| glob_matches(rest, &path[skip..]))
-        }
-        [first, rest @ ..] => path.first() == Some(first) && glob_matches(rest, &path[1..]),
-    }
-}
-
-/// The path as the upstream will most likely resolve it: no query,
-/// percent-decoded, `//` collapsed, `.` and `..` resolved. Plain paths, the
-/// common case, are borrowed as they are.
-pub fn normalize_path(raw: &str) -> Cow<'_, str> {
-    let plain = raw.starts_with('/')
-        && !raw.contains(['?', '#', '%'])
-        && !raw.contains("//")
-        && !raw.contains("/.");
-    if plain {
-        return Cow::Borrowed(raw);
-    }
-    Cow::Owned(resolve_path(raw))
-}
-
-fn resolve_path(raw: &str) -> String {
-    let without_query = raw.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_decode(without_query);
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            segment => segments.push(segment),
-        }
-    }
-    let trailing_slash = decoded.ends_with('/') && !segments.is_empty();
-    let mut path = String::with_capacity(decoded.len() + 1);
-    for segment in &segments {
-        path.push('/');
-        path.push_str(segment);
-    }
-    if path.is_empty() || trailing_slash {
-        path.push('/');
-    }
-    path
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push((high * 16 + low) as u8);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
+fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
         // [::1]:8080
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
         _ => host,
     }
 }
@@ -426,10 +381,16 @@ require_all = ["admin"]
 require_all = ["basic"]
 "#;
 
-    fn satisfied(policy: &Policy, abilities: &str, method: &str, host: &str, path: &str) -> bool {
+    fn satisfied(
+        policy: &Policy,
+        abilities: &str,
+        method: &str,
+        host: &str,
+        path: impl AsRef<[u8]>,
+    ) -> bool {
         let held = Abilities::new(parse_ability_list(abilities).unwrap());
         policy
-            .requirements_for(method, host, path)
+            .requirements_for(method.as_bytes(), host.as_bytes(), path.as_ref())
             .satisfied_by(&held)
     }
 
@@ -491,25 +452,7 @@ require_all = ["basic"]
     }
 
     #[test]
-    fn globs_match_segments_and_double_star_crosses_them() {
-        assert!(glob_matches(b"/a/*/c", b"/a/b/c"));
-        assert!(!glob_matches(b"/a/*/c", b"/a/b/x/c"));
-        assert!(glob_matches(b"/a/**", b"/a/b/x/c"));
-        assert!(glob_matches(b"/a/**/c", b"/a/b/x/c"));
-        assert!(glob_matches(b"/*.json", b"/x.json"));
-        assert!(!glob_matches(b"/*.json", b"/d/x.json"));
-    }
-
-    #[test]
-    fn paths_are_normalized_before_matching() {
-        assert_eq!(normalize_path("/orders/7?x=1"), "/orders/7");
-        assert_eq!(normalize_path("//admin//users/"), "/admin/users/");
-        assert_eq!(normalize_path("/public/../admin/x"), "/admin/x");
-        assert_eq!(normalize_path("/public/..%2Fadmin/x"), "/admin/x");
-        assert_eq!(normalize_path("/%61dmin"), "/admin");
-        assert_eq!(normalize_path("/../.."), "/");
-        assert_eq!(normalize_path(""), "/");
-        assert_eq!(normalize_path("/bad%zz%"), "/bad%zz%");
+    fn encoded_dot_segments_cannot_leave_a_rule() {
         let policy = Policy::parse(POLICY).unwrap();
         assert!(!satisfied(
             &policy,
@@ -518,6 +461,63 @@ require_all = ["basic"]
             "x",
             "/public/..%2Fadmin/users"
         ));
+    }
+
+    #[test]
+    fn unreadable_bytes_never_take_a_path_out_of_its_rule() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let admin_paths: [&[u8]; 6] = [
+            "/admin/café".as_bytes(),
+            b"/admin/caf%C3%A9",
+            b"/admin/\xff\xfe",
+            b"/admin/%ff",
+            b"/x/\xff/../../admin/users",
+            b"//admin/\x00",
+        ];
+        for path in admin_paths {
+            assert!(!satisfied(&policy, "basic", "GET", "x", path), "{path:?}");
+            assert!(
+                satisfied(&policy, "basic,admin", "GET", "x", path),
+                "{path:?}"
+            );
+        }
+        // An upstream that drops the byte reads /admin/x: admin is needed.
+        assert!(!satisfied(&policy, "basic", "GET", "x", b"/admin\xff/x"));
+        assert!(satisfied(
+            &policy,
+            "basic,admin",
+            "GET",
+            "x",
+            b"/admin\xff/x"
+        ));
+        assert!(!satisfied(&policy, "basic", "GET", "x", b"/adm\x7fin/x"));
+        let unicode =
+            Policy::parse("[[rule]]\npath_prefix = \"/café/\"\nrequire_all = [\"c\"]\n").unwrap();
+        assert!(!satisfied(
+            &unicode,
+            "",
+            "GET",
+            "x",
+            "/café/menu".as_bytes()
+        ));
+        assert!(!satisfied(&unicode, "", "GET", "x", b"/caf%c3%a9/menu"));
+    }
+
+    #[test]
+    fn unreadable_hosts_and_methods_are_compared_as_bytes() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let read = Abilities::new(parse_ability_list("orders:read").unwrap());
+        let both = Abilities::new(parse_ability_list("orders:read,orders:delete").unwrap());
+        // As sent, not *.internal (the /orders/ rule); without the byte,
+        // the DELETE rule: both apply.
+        for (method, host) in [
+            (&b"DELETE"[..], &b"api.internal\xff"[..]),
+            (b"DEL\xffETE", b"api.internal"),
+        ] {
+            let requirements = policy.requirements_for(method, host, b"/orders/7");
+            assert!(!requirements.satisfied_by(&read), "{method:?} {host:?}");
+            assert!(requirements.satisfied_by(&both), "{method:?} {host:?}");
+        }
     }
 
     #[test]
@@ -544,8 +544,8 @@ require_all = ["basic"]
 
     #[test]
     fn hosts_lose_their_port() {
-        assert_eq!(host_without_port("api.internal:8080"), "api.internal");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("api.internal"), "api.internal");
+        assert_eq!(host_without_port(b"api.internal:8080"), b"api.internal");
+        assert_eq!(host_without_port(b"[::1]:8080"), b"[::1]");
+        assert_eq!(host_without_port(b"api.internal"), b"api.internal");
     }
 }

@@ -547,7 +547,7 @@ async fn cached_tokens_survive_a_database_outage_and_service_resumes(pool: PgPoo
         let authorizer = authorizer.clone();
         async move {
             let request = CheckRequest {
-                authorization: Some(header.as_bytes()),
+                authorization: gatepass::authz::AuthorizationHeader::One(header.as_bytes()),
                 ..Default::default()
             };
             authorizer

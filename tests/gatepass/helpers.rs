@@ -117,7 +117,7 @@ impl TestApp {
         );
         let header = format!("Bearer {token}");
         let request = gatepass::authz::CheckRequest {
-            authorization: Some(header.as_bytes()),
+            authorization: gatepass::authz::AuthorizationHeader::One(header.as_bytes()),
             ..Default::default()
         };
         let verdict = authorizer.check(&request).await.expect("check answers");
