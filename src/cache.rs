@@ -13,6 +13,7 @@ mod flight;
 mod floors;
 mod intern;
 pub mod invalidation;
+mod known;
 pub mod memory;
 pub mod redis;
 
@@ -27,16 +28,19 @@ use crate::token::TokenKey;
 use flight::Flights;
 use floors::Floors;
 use intern::Interner;
+use known::Known;
 pub use memory::CachedToken;
 use memory::{Hit, Memory};
 pub use redis::{Redis, RedisOptions, Stored};
 
 /// How long L1 entries count as fresh while invalidations cannot arrive.
 pub const DEGRADED_TTL_MS: i64 = 1_000;
-/// Database lookups per second for ids above the highest known id. Real new
+/// Database lookups per second for tokens the index does not know. Real new
 /// tokens are announced by the change feed within milliseconds, so only a
-/// flood of invented ids ever exhausts this.
-const UNKNOWN_ID_LOOKUPS_PER_SECOND: i64 = 100;
+/// flood of invented ones ever exhausts this.
+const UNKNOWN_LOOKUPS_PER_SECOND: i64 = 100;
+/// Rows read per statement while loading the index.
+const INDEX_PAGE: i64 = 10_000;
 /// After a database error, lookups skip the database this long (serving
 /// stale entries or failing fast), then one tries again.
 const DATABASE_RETRY_MS: i64 = 250;
@@ -52,9 +56,10 @@ pub enum Outcome {
     DbNegative,
     /// Served past its TTL because the database could not be reached.
     Stale,
-    /// An id above every id issued, while lookups of such ids were over
-    /// budget: answered unknown without a query (flood protection).
-    UnknownId,
+    /// A token the index of existing tokens does not know, while lookups
+    /// of such tokens were over budget: answered unknown without a query
+    /// (flood protection).
+    Unknown,
 }
 
 impl Outcome {
@@ -67,7 +72,7 @@ impl Outcome {
             Self::Db => "db",
             Self::DbNegative => "db_negative",
             Self::Stale => "stale",
-            Self::UnknownId => "unknown_id",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -122,9 +127,9 @@ struct Inner {
     /// Whether change notifications are arriving.
     feed_connected: AtomicBool,
     database_retry_at_ms: AtomicI64,
-    /// The highest token id known to exist; `i64::MAX` until learnt.
-    max_token_id: AtomicI64,
-    unknown_id_budget: Budget,
+    /// Which tokens exist.
+    known: Known,
+    unknown_budget: Budget,
     ttl_ms: i64,
     max_stale_ms: i64,
 }
@@ -151,8 +156,8 @@ impl Tiers {
                 interner: Interner::default(),
                 feed_connected: AtomicBool::new(false),
                 database_retry_at_ms: AtomicI64::new(0),
-                max_token_id: AtomicI64::new(i64::MAX),
-                unknown_id_budget: Budget::new(UNKNOWN_ID_LOOKUPS_PER_SECOND),
+                known: Known::default(),
+                unknown_budget: Budget::new(UNKNOWN_LOOKUPS_PER_SECOND),
                 ttl_ms: millis(options.ttl),
                 max_stale_ms: millis(options.max_stale),
             }),
@@ -213,13 +218,11 @@ impl Tiers {
     /// L2, then the database; fills the tiers above on the way back.
     async fn fetch(&self, key: TokenKey, now_ms: i64) -> Shared {
         let inner = &self.inner;
-        // Once per flight, not per caller: a burst for one new id costs one
-        // unit of the budget.
-        if let TokenKey::Id(id) = key
-            && id > inner.max_token_id.load(Ordering::Relaxed)
-            && !inner.unknown_id_budget.try_take(now_ms)
-        {
-            return Ok(found_or_absent(None, Outcome::UnknownId));
+        // Once per flight, not per caller: a burst for one new token costs
+        // one unit of the budget. Junk reaches neither Redis nor the
+        // database past it.
+        if inner.known.contains(&key) == Some(false) && !inner.unknown_budget.try_take(now_ms) {
+            return Ok(found_or_absent(None, Outcome::Unknown));
         }
         let mut l2_missed = false;
         if let Some(redis) = inner.redis.as_ref().filter(|_| self.feed_connected()) {
@@ -250,7 +253,7 @@ impl Tiers {
             }
         };
         if let Some(record) = &record {
-            self.learn_token_id(record.id);
+            inner.known.insert(record.id, &record.digest);
         }
         let stored = match &record {
             Some(record) => Stored::Token(Box::new(record.clone())),
@@ -340,24 +343,39 @@ impl Tiers {
         }
     }
 
-    /// Records that token `id` exists (ids only grow).
-    pub fn learn_token_id(&self, id: i64) {
-        let known = &self.inner.max_token_id;
-        if known.load(Ordering::Relaxed) != i64::MAX {
-            known.fetch_max(id, Ordering::Relaxed);
+    /// Reads every token's id and digest into the index, a page per
+    /// statement; returns the rows read. Until one load has completed,
+    /// no token counts as unknown.
+    pub async fn load_index(&self) -> Result<u64, StoreError> {
+        let store = &self.inner.store;
+        let (mut after, mut rows) = (i64::MIN, 0u64);
+        loop {
+            let page = store.token_keys_after(after, INDEX_PAGE).await?;
+            self.inner.known.extend(&page);
+            rows += page.len() as u64;
+            match page.last() {
+                Some((id, _)) if page.len() as i64 == INDEX_PAGE => after = *id,
+                _ => break,
+            }
         }
+        self.inner.known.mark_loaded();
+        Ok(rows)
     }
 
-    /// Starts trusting `max` as the highest id issued (read once the
-    /// change feed is up, so later inserts arrive as notifications).
-    pub fn set_max_token_id(&self, max: i64) {
-        self.inner.max_token_id.store(max, Ordering::Relaxed);
+    /// Whether the index of existing tokens has been loaded.
+    pub fn index_loaded(&self) -> bool {
+        self.inner.known.is_loaded()
+    }
+
+    /// Token rows in the index.
+    pub fn indexed_tokens(&self) -> u64 {
+        self.inner.known.len()
     }
 
     /// A token row changed: raise its floors, then drop it everywhere.
     pub async fn invalidate_token(&self, change: TokenChange, now_ms: i64) {
         let inner = &self.inner;
-        self.learn_token_id(change.id);
+        inner.known.insert(change.id, &change.digest);
         let keys = [TokenKey::Id(change.id), TokenKey::Digest(change.digest)];
         for key in keys {
             inner.floors.raise_token(key, change.version, now_ms);

@@ -117,7 +117,18 @@ struct Inner {
     flushes: IntCounter,
     flushed_rows: IntCounter,
     policy_reload_failures: IntCounter,
+    http_client_errors: IntCounter,
     cached_tokens: IntGauge,
+    indexed_tokens: IntGauge,
+}
+
+/// Values that live elsewhere, read at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readings {
+    pub cached_tokens: usize,
+    pub indexed_tokens: u64,
+    pub policy_reload_failures: u64,
+    pub http_client_errors: u64,
 }
 
 impl Metrics {
@@ -255,9 +266,17 @@ impl Metrics {
                     "gatepass_policy_reload_failures_total",
                     "Route policy reloads refused because the file was invalid.",
                 )?,
+                http_client_errors: counter(
+                    "gatepass_http_client_errors_total",
+                    "HTTP connections broken by their client: requests that could not be parsed (answered 400), connections closed mid-answer.",
+                )?,
                 cached_tokens: gauge(
                     "gatepass_cached_tokens",
                     "Tokens held in the in-process cache.",
+                )?,
+                indexed_tokens: gauge(
+                    "gatepass_indexed_tokens",
+                    "Token rows in the in-memory index of existing tokens.",
                 )?,
                 registry,
             }),
@@ -308,7 +327,7 @@ impl Metrics {
             Outcome::Db => &[(Tier::L1, Miss), (Tier::Db, Hit)],
             Outcome::DbNegative => &[(Tier::L1, Miss), (Tier::Db, Negative)],
             Outcome::Stale => &[(Tier::L1, Stale)],
-            Outcome::UnknownId => &[(Tier::L1, Negative)],
+            Outcome::Unknown => &[(Tier::L1, Negative)],
         };
         for &(tier, result) in walk {
             self.record_lookup(tier, result);
@@ -347,16 +366,19 @@ impl Metrics {
     }
 
     /// Brings values that live elsewhere up to date; called per scrape.
-    pub fn refresh(&self, cached_tokens: usize, policy_reload_failures: u64) {
-        self.inner
+    pub fn refresh(&self, readings: Readings) {
+        let inner = &self.inner;
+        inner
             .cached_tokens
-            .set(i64::try_from(cached_tokens).unwrap_or(i64::MAX));
-        let counted = self.inner.policy_reload_failures.get();
-        if policy_reload_failures > counted {
-            self.inner
-                .policy_reload_failures
-                .inc_by(policy_reload_failures - counted);
-        }
+            .set(i64::try_from(readings.cached_tokens).unwrap_or(i64::MAX));
+        inner
+            .indexed_tokens
+            .set(i64::try_from(readings.indexed_tokens).unwrap_or(i64::MAX));
+        catch_up(
+            &inner.policy_reload_failures,
+            readings.policy_reload_failures,
+        );
+        catch_up(&inner.http_client_errors, readings.http_client_errors);
     }
 
     /// The Prometheus text exposition of every family.
@@ -364,6 +386,14 @@ impl Metrics {
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.inner.registry.gather(), &mut text)?;
         String::from_utf8(text).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Raises a counter to a total counted elsewhere.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let counted = counter.get();
+    if total > counted {
+        counter.inc_by(total - counted);
     }
 }
 

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::authz::policy::PolicyHandle;
 use crate::cache::Tiers;
+use crate::metrics::Readings;
 
 /// What the ops endpoints read.
 #[derive(Debug, Clone)]
@@ -23,13 +24,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// Prometheus text exposition.
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     let metrics = state.tiers.metrics();
-    metrics.refresh(
-        state.tiers.cached_tokens(),
-        state
+    metrics.refresh(Readings {
+        cached_tokens: state.tiers.cached_tokens(),
+        indexed_tokens: state.tiers.indexed_tokens(),
+        policy_reload_failures: state
             .policy
             .as_ref()
             .map_or(0, PolicyHandle::reload_failures),
-    );
+        http_client_errors: crate::telemetry::http_client_errors(),
+    });
     match metrics.encode() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -295,9 +295,14 @@ impl Store {
         dispatch!(self.record_last_used(uses))
     }
 
-    /// The highest token id issued so far (0 when there is none).
-    pub async fn max_token_id(&self) -> Result<i64, StoreError> {
-        dispatch!(self.max_token_id())
+    /// Ids and digests of up to `limit` tokens with ids above `after`, in
+    /// id order (to load the index of existing tokens page by page).
+    pub async fn token_keys_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
+        dispatch!(self.token_keys_after(after, limit))
     }
 
     /// Ids and digests of a service's tokens (to drop them from L2).
@@ -334,6 +339,14 @@ fn rotated(rows: &[(i64, String)]) -> Option<Rotated> {
         access_id: id_of("access")?,
         refresh_id: id_of("refresh")?,
     })
+}
+
+/// `(id, token_hash)` rows as keys; a hash that is not 32 bytes (written by
+/// plain SQL) cannot match any token and is skipped.
+fn digests(rows: Vec<(i64, Vec<u8>)>) -> Vec<(i64, TokenDigest)> {
+    rows.into_iter()
+        .filter_map(|(id, hash)| TokenDigest::from_bytes(&hash).map(|digest| (id, digest)))
+        .collect()
 }
 
 fn service_not_found(name: &ServiceName) -> StoreError {

@@ -2,10 +2,14 @@
 //! ever sees a token's secret: checks are logged by reason, service name
 //! and token id only.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::authz::{CheckError, Decision, Verdict};
 use crate::config::{LogFormat, Settings};
@@ -20,22 +24,51 @@ pub fn init(settings: &Settings, serving: bool) {
         "warn"
     };
     // A bare level keeps chatty dependencies at warn; a full directive is
-    // taken as written.
+    // taken as written. Below debug, actix's reports of clients that sent
+    // a malformed request (logged by actix at error) are counted, not
+    // written: a client must not be able to page the operator.
     let directive = if level.contains(['=', ',']) {
         level.to_owned()
-    } else {
+    } else if matches!(level, "debug" | "trace") {
         format!("{level},sqlx=warn,actix_server=warn")
+    } else {
+        format!("{level},sqlx=warn,actix_server=warn,{CLIENT_ERRORS_TARGET}=off")
     };
     let filter = EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match settings.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match settings.log_format {
+        LogFormat::Text => output.with_filter(filter).boxed(),
+        LogFormat::Json => output.json().with_filter(filter).boxed(),
     };
+    let counting = ClientErrorCounter
+        .with_filter(Targets::new().with_target(CLIENT_ERRORS_TARGET, Level::WARN));
+    let installed = tracing_subscriber::registry()
+        .with(output)
+        .with(counting)
+        .try_init();
     if installed.is_err() {
         eprintln!("gatepass: a logger was already installed");
+    }
+}
+
+/// Where actix-http reports HTTP/1 connections that a client broke: a
+/// request it could not parse (answered 400 by actix), a connection closed
+/// mid-answer.
+const CLIENT_ERRORS_TARGET: &str = "actix_http::h1::dispatcher";
+
+static HTTP_CLIENT_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// HTTP connections broken by their client (malformed requests included)
+/// since start-up.
+pub fn http_client_errors() -> u64 {
+    HTTP_CLIENT_ERRORS.load(Ordering::Relaxed)
+}
+
+struct ClientErrorCounter;
+
+impl<S: Subscriber> Layer<S> for ClientErrorCounter {
+    fn on_event(&self, _event: &Event<'_>, _context: Context<'_, S>) {
+        HTTP_CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -45,10 +45,19 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
         };
         // Whatever changed while we were not listening is unknown.
         tiers.flush_memory();
-        match tiers.store().max_token_id().await {
-            Ok(max) => tiers.set_max_token_id(max),
-            Err(error) => tracing::warn!(%error, "cannot read the highest token id"),
-        }
+        // Subscribed first: a token inserted from here on is announced, one
+        // inserted before is read. Off the feed's path, so invalidations
+        // keep flowing while a large table loads.
+        let loading = tiers.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match loading.load_index().await {
+                Ok(rows) => {
+                    tracing::info!(rows, took = ?started.elapsed(), "index of existing tokens loaded")
+                }
+                Err(error) => tracing::warn!(%error, "cannot load the index of existing tokens"),
+            }
+        });
         tiers.set_feed_connected(true);
         retry = RETRY_MIN;
         tracing::info!("listening for token and service changes");

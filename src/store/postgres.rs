@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Row};
 
 use super::{
     NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions, Successor,
-    TokenInfo, redact_url, rotated, service_not_found,
+    TokenInfo, digests, redact_url, rotated, service_not_found,
 };
 use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
@@ -298,11 +298,18 @@ impl PostgresStore {
         Ok(result.rows_affected())
     }
 
-    pub async fn max_token_id(&self) -> Result<i64, StoreError> {
-        let max: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM tokens")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(max.unwrap_or(0))
+    pub async fn token_keys_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(digests(rows))
     }
 
     pub async fn token_keys_of_service(
@@ -314,10 +321,7 @@ impl PostgresStore {
                 .bind(service_id)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, hash)| TokenDigest::from_bytes(&hash).map(|digest| (id, digest)))
-            .collect())
+        Ok(digests(rows))
     }
 
     /// Subscribes to the change notifications the triggers send.

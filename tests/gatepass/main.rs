@@ -8,6 +8,7 @@ mod cli;
 mod envoy;
 mod grpc;
 mod helpers;
+mod hostile;
 mod http;
 mod migrate;
 mod monitoring;

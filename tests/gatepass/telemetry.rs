@@ -398,3 +398,88 @@ async fn no_secret_ever_reaches_the_logs(pool: PgPool) {
     assert!(serve_logs.contains("check unanswerable"));
     assert!(serve_logs.contains("check allowed"));
 }
+
+#[tokio::test]
+async fn malformed_http_requests_are_counted_not_logged_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_gatepass"))
+        .arg("serve")
+        .env_clear()
+        .env(
+            "GATEPASS_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("gatepass.db").display()),
+        )
+        .env("GATEPASS_GRPC_ADDR", "127.0.0.1:0")
+        .env("GATEPASS_HTTP_ADDR", "127.0.0.1:0")
+        .env("GATEPASS_OPS_ADDR", "127.0.0.1:0")
+        .env("GATEPASS_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = serve.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let chunk = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            all += &chunk;
+            let _ = lines_tx.send(chunk);
+        }
+        all
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let serving = loop {
+        while let Ok(chunk) = lines_rx.try_recv() {
+            seen += &chunk;
+        }
+        if let Some(line) = seen.lines().find(|l| l.contains("gatepass serving")) {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve never started: {seen}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let http = serving["fields"]["http"].as_str().unwrap().to_owned();
+    let ops = serving["fields"]["ops"].as_str().unwrap().to_owned();
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let malformed: [&[u8]; 3] = [
+        b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-URI: /a\x00b\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET /auth HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+    ];
+    for request in malformed {
+        let mut stream = tokio::net::TcpStream::connect(&http).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{request:?}");
+    }
+    let scrape = Client::new()
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sample(&scrape, "gatepass_http_client_errors_total") >= 3.0,
+        "{scrape}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(serve.wait().unwrap().success());
+    let logs = reader.join().unwrap();
+    // JSON log lines, and the plain first-steps hint for an empty store.
+    assert!(!logs.contains("ERROR") && !logs.contains("WARN"), "{logs}");
+    assert!(!logs.contains("stream error"), "{logs}");
+}
