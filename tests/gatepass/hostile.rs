@@ -89,23 +89,24 @@ fn raw_request(target: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
 /// Sends `request` and returns the status of the answer. Panics when the
 /// connection closes without one or nothing comes back within 10 s (a
 /// pinned worker).
-async fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
+async fn status_of(addr: SocketAddr, request: &[u8]) -> Result<u16, String> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     // A server may answer and close before reading everything we send.
     let _ = stream.write_all(request).await;
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("an answer within 10 s");
+    let Ok(read) =
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await
+    else {
+        return Err("no answer within 10 s".into());
+    };
     if read.is_err() && answer.is_empty() {
-        panic!("connection reset without an answer");
+        return Err("connection reset without an answer".into());
     }
     let head = String::from_utf8_lossy(&answer);
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
+    head.strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok());
-    status.unwrap_or_else(|| panic!("no status line in {head:?}"))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no status line in {head:?}"))
 }
 
 /// What the row is, the request target, its headers, the status expected.
@@ -355,15 +356,19 @@ async fn hostile_http_requests_get_the_strictest_answer(pool: PgPool) {
         431,
     ));
 
+    let mut wrong = Vec::new();
     for (what, target, headers, expected) in cases {
         let started = Instant::now();
         let status = status_of(app.http_addr, &raw_request(&target, &headers)).await;
-        println!("{what}: {status} in {:?}", started.elapsed());
-        assert_eq!(status, expected, "{what}");
+        println!("{what}: {status:?} in {:?}", started.elapsed());
+        if status != Ok(expected) {
+            wrong.push(format!("{what}: {status:?}, expected {expected}"));
+        }
     }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     // The clean request still works afterwards: no worker is pinned.
     let status = status_of(app.http_addr, &raw_request(b"/auth", &[(auth, &valid)])).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, Ok(200));
     drop(tokens.table);
     app.stop().await;
 }
@@ -531,19 +536,25 @@ async fn hostile_check_requests_get_the_strictest_answer(pool: PgPool) {
             PERMISSION_DENIED,
         ),
     ];
+    let mut wrong = Vec::new();
     for (what, request, expected) in cases {
         let started = Instant::now();
-        let response = grpc
-            .check(request)
-            .await
+        let Ok(answer) = tokio::time::timeout(Duration::from_secs(10), grpc.check(request)).await
+        else {
+            wrong.push(format!("{what}: no answer within 10 s"));
+            continue;
+        };
+        let response = answer
             .unwrap_or_else(|status| panic!("{what}: {status:?}"))
             .into_inner();
         let code = response.status.as_ref().map_or(-1, |status| status.code);
-        println!("{what}: code {code} in {:?}", started.elapsed());
-        assert_eq!(code, expected, "{what}");
         let allowed = matches!(response.http_response, Some(HttpResponse::OkResponse(_)));
-        assert_eq!(allowed, expected == 0, "{what}");
+        println!("{what}: code {code} in {:?}", started.elapsed());
+        if code != expected || allowed != (expected == 0) {
+            wrong.push(format!("{what}: code {code}, expected {expected}"));
+        }
     }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     app.stop().await;
 }
 
