@@ -41,9 +41,9 @@ pub const DEGRADED_TTL_MS: i64 = 1_000;
 const UNKNOWN_LOOKUPS_PER_SECOND: i64 = 100;
 /// Rows read per statement while loading the index.
 const INDEX_PAGE: i64 = 10_000;
-/// After a database error, lookups skip the database this long (serving
-/// stale entries or failing fast), then one tries again.
-const DATABASE_RETRY_MS: i64 = 250;
+/// How long a check of a cached token that needs refreshing waits for the
+/// refresh before it is answered from the cached entry.
+const STALE_REFRESH_WAIT: Duration = Duration::from_millis(20);
 
 /// Where an answer came from; doubles as the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,7 +126,6 @@ struct Inner {
     interner: Interner,
     /// Whether change notifications are arriving.
     feed_connected: AtomicBool,
-    database_retry_at_ms: AtomicI64,
     /// Which tokens exist.
     known: Known,
     unknown_budget: Budget,
@@ -155,7 +154,6 @@ impl Tiers {
                 floors: Floors::default(),
                 interner: Interner::default(),
                 feed_connected: AtomicBool::new(false),
-                database_retry_at_ms: AtomicI64::new(0),
                 known: Known::default(),
                 unknown_budget: Budget::new(UNKNOWN_LOOKUPS_PER_SECOND),
                 ttl_ms: millis(options.ttl),
@@ -198,12 +196,42 @@ impl Tiers {
             Hit::Stale(token) => Some(token),
             Hit::Miss => None,
         };
-        let fetched = inner.flights.run(key, || self.fetch(key, now_ms)).await;
-        match (fetched, stale) {
-            (Err(_), Some(stale)) if now_ms - stale.fetched_ms <= inner.max_stale_ms => {
-                Ok(self.answered(found(stale, Outcome::Stale)))
+        let Some(stale) = stale.filter(|stale| now_ms - stale.fetched_ms <= inner.max_stale_ms)
+        else {
+            return self
+                .fetch_shared(key, now_ms)
+                .await
+                .map(|l| self.answered(l));
+        };
+        // A cached token never waits on a database that is down or slow:
+        // the refresh goes on in the background, the check is answered
+        // from the entry it has.
+        if inner.store.is_down() {
+            return Ok(self.answered(found(stale, Outcome::Stale)));
+        }
+        let refresh = self.fetch_shared(key, now_ms);
+        match tokio::time::timeout(STALE_REFRESH_WAIT, refresh).await {
+            Ok(Ok(lookup)) => Ok(self.answered(lookup)),
+            Ok(Err(_)) | Err(_) => Ok(self.answered(found(stale, Outcome::Stale))),
+        }
+    }
+
+    /// The fetch for `key`, shared with every concurrent caller and run in
+    /// a task of its own: a caller that gives up (a stale check that stops
+    /// waiting, a client that hangs up) neither cancels it nor makes the
+    /// next caller start over.
+    fn fetch_shared(&self, key: TokenKey, now_ms: i64) -> impl Future<Output = Shared> + use<> {
+        let tiers = self.clone();
+        let task = tokio::spawn(async move {
+            let inner = &tiers.inner;
+            inner.flights.run(key, || tiers.fetch(key, now_ms)).await
+        });
+        async move {
+            match task.await {
+                Ok(shared) => shared,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(_) => Err(Arc::new(StoreError::CoolingDown)),
             }
-            (result, _) => result.map(|lookup| self.answered(lookup)),
         }
     }
 
@@ -240,18 +268,7 @@ impl Tiers {
                 _ => l2_missed = true,
             }
         }
-        if now_ms < inner.database_retry_at_ms.load(Ordering::Relaxed) {
-            return Err(Arc::new(StoreError::CoolingDown));
-        }
-        let record = match self.read_database(key).await {
-            Ok(record) => record,
-            Err(error) => {
-                inner
-                    .database_retry_at_ms
-                    .store(now_ms + DATABASE_RETRY_MS, Ordering::Relaxed);
-                return Err(Arc::new(error));
-            }
-        };
+        let record = self.read_database(key).await.map_err(Arc::new)?;
         if let Some(record) = &record {
             inner.known.insert(record.id, &record.digest);
         }
@@ -291,11 +308,14 @@ impl Tiers {
                 TokenKey::Id(id) => store.find_token_by_id(id).await,
                 TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await,
             };
-            self.inner.metrics.record_store(
-                Operation::TokenLookup,
-                started.elapsed(),
-                record.is_ok(),
-            );
+            // Failing fast on a database known to be down is no statement.
+            if !matches!(record, Err(StoreError::CoolingDown)) {
+                self.inner.metrics.record_store(
+                    Operation::TokenLookup,
+                    started.elapsed(),
+                    record.is_ok(),
+                );
+            }
             let record = record?;
             attempts += 1;
             let current = match &record {
@@ -372,8 +392,10 @@ impl Tiers {
         self.inner.known.len()
     }
 
-    /// A token row changed: raise its floors, then drop it everywhere.
-    pub async fn invalidate_token(&self, change: TokenChange, now_ms: i64) {
+    /// A token row changed: raise its floors, then drop it from L1.
+    /// Returns the keys to tombstone in L2, which the caller does off its
+    /// path (L1 invalidation never waits on Redis).
+    pub fn invalidate_token(&self, change: TokenChange, now_ms: i64) -> [TokenKey; 2] {
         let inner = &self.inner;
         inner.known.insert(change.id, &change.digest);
         let keys = [TokenKey::Id(change.id), TokenKey::Digest(change.digest)];
@@ -381,11 +403,7 @@ impl Tiers {
             inner.floors.raise_token(key, change.version, now_ms);
             inner.memory.remove_older(&key, change.version);
         }
-        if let Some(redis) = &inner.redis {
-            for key in keys {
-                redis.bury(key, change.version).await;
-            }
-        }
+        keys
     }
 
     /// A service changed: raise its floor, then drop its tokens from L1. L2

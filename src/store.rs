@@ -2,12 +2,13 @@
 //! backs it: Postgres (`store/postgres.rs`) or the embedded SQLite default
 //! (`store/sqlite.rs`).
 
+mod connections;
 mod postgres;
 mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,11 +30,30 @@ pub enum StoreError {
     NotFound(String),
     #[error("unsupported database url {0:?}: use postgres:// or sqlite:")]
     UnsupportedUrl(String),
-    #[error("database unreachable moments ago; retrying shortly")]
+    #[error("database unreachable; gatepass is probing it")]
     CoolingDown,
+    #[error("database did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl StoreError {
+    /// Whether this means the database cannot be reached (rather than a
+    /// row that does not decode, or a missing service).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Unavailable(error) => !matches!(
+                error,
+                sqlx::Error::Decode(_)
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::TypeNotFound { .. }
+                    | sqlx::Error::RowNotFound
+            ),
+            Self::TimedOut(_) | Self::CoolingDown => true,
+            Self::Migrate(_) | Self::NotFound(_) | Self::UnsupportedUrl(_) => false,
+        }
+    }
+
     /// A migration that could not reach the database is an outage, not a
     /// broken migration.
     fn from_migration(error: sqlx::migrate::MigrateError) -> Self {
@@ -167,6 +187,7 @@ pub struct Store {
     backend: Backend,
     /// Token lookups sent to the database, for tests and metrics.
     lookups: Arc<AtomicU64>,
+    health: Arc<Health>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +221,7 @@ impl Store {
         Ok(Self {
             backend,
             lookups: Arc::default(),
+            health: Arc::default(),
         })
     }
 
@@ -217,17 +239,61 @@ impl Store {
         self.lookups.load(Ordering::Relaxed)
     }
 
+    /// Looks a token up by id. While the database is known to be down,
+    /// fails at once: checks never wait on a database that is not there
+    /// (a background probe finds it again).
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        self.health.pass()?;
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        dispatch!(self.find_token_by_id(id))
+        let found = dispatch!(self.find_token_by_id(id));
+        self.observe(found)
     }
 
     pub async fn find_token_by_digest(
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
+        self.health.pass()?;
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        dispatch!(self.find_token_by_digest(digest))
+        let found = dispatch!(self.find_token_by_digest(digest));
+        self.observe(found)
+    }
+
+    /// Whether lookups are failing fast because the database is down.
+    pub fn is_down(&self) -> bool {
+        self.health.down.load(Ordering::Acquire)
+    }
+
+    /// A lookup that found the database unreachable marks it down and
+    /// starts the probe that marks it up again.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result
+            && error.is_outage()
+            && !self.health.down.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(%error, "database unreachable: lookups fail fast until a probe succeeds");
+            let store = self.clone();
+            tokio::spawn(async move { store.probe_until_up().await });
+        }
+        result
+    }
+
+    async fn probe_until_up(&self) {
+        let mut ticks = tokio::time::interval(PROBE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let probed = match &self.backend {
+                Backend::Postgres(store) => store.probe().await,
+                Backend::Sqlite(store) => store.probe().await,
+            };
+            if probed.is_ok() {
+                self.health.down.store(false, Ordering::Release);
+                tracing::info!("database reachable again");
+                return;
+            }
+        }
     }
 
     /// Creates the service, or updates the fields given. Returns the
@@ -316,7 +382,18 @@ impl Store {
     /// Subscribes to changes made by any writer, plain SQL included.
     pub async fn changes(&self) -> Result<ChangeFeed, StoreError> {
         let feed = match &self.backend {
-            Backend::Postgres(store) => Feed::Postgres(store.listen().await?),
+            Backend::Postgres(store) => {
+                let channel = heartbeat_channel();
+                let listener = store.listen(&channel).await?;
+                Feed::Postgres {
+                    listener: Box::new(listener),
+                    heartbeat: Heartbeat {
+                        store: store.clone(),
+                        channel,
+                        last_heard: std::time::Instant::now(),
+                    },
+                }
+            }
             Backend::Sqlite(store) => Feed::Sqlite(store.changes().await?),
         };
         Ok(ChangeFeed { feed })
@@ -328,6 +405,7 @@ impl From<PostgresStore> for Store {
         Self {
             backend: Backend::Postgres(store),
             lookups: Arc::default(),
+            health: Arc::default(),
         }
     }
 }
@@ -424,20 +502,98 @@ pub struct ChangeFeed {
 
 #[derive(Debug)]
 enum Feed {
-    Postgres(sqlx::postgres::PgListener),
+    Postgres {
+        listener: Box<sqlx::postgres::PgListener>,
+        heartbeat: Heartbeat,
+    },
     Sqlite(SqliteChanges),
 }
+
+/// A Postgres listener's socket can go silent without an error (a
+/// failover, a dead NAT entry): notifications would just stop. So the
+/// feed notifies a channel of its own every second and counts itself lost
+/// when its own notifications stop arriving.
+#[derive(Debug)]
+struct Heartbeat {
+    store: PostgresStore,
+    channel: String,
+    last_heard: std::time::Instant,
+}
+
+/// How often the feed proves it still delivers, and how long it may stay
+/// silent before it counts as lost.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SILENT_FOR: Duration = Duration::from_millis(2_500);
 
 impl ChangeFeed {
     /// The next change. `Ok(None)` or an error means the feed was lost and
     /// changes may have been missed: drop it and subscribe again.
     pub async fn next(&mut self) -> Result<Option<Change>, StoreError> {
         match &mut self.feed {
-            Feed::Postgres(listener) => {
-                let notification = listener.try_recv().await?;
-                Ok(notification.map(|n| Change::parse(n.payload())))
-            }
+            Feed::Postgres {
+                listener,
+                heartbeat,
+            } => loop {
+                let Some(notification) = listener.try_recv().await? else {
+                    return Ok(None);
+                };
+                if notification.channel() == heartbeat.channel {
+                    heartbeat.last_heard = std::time::Instant::now();
+                    continue;
+                }
+                return Ok(Some(Change::parse(notification.payload())));
+            },
             Feed::Sqlite(changes) => changes.next().await.map(Some),
+        }
+    }
+
+    /// Called every [`HEARTBEAT_EVERY`]: false when the feed has gone
+    /// silent and must be dropped. Sends the next heartbeat off the
+    /// caller's path. (A polled change log needs none: every poll is a
+    /// bounded query whose failure ends the feed.)
+    pub fn pulse(&mut self) -> bool {
+        match &mut self.feed {
+            Feed::Postgres { heartbeat, .. } => {
+                if heartbeat.last_heard.elapsed() > SILENT_FOR {
+                    return false;
+                }
+                let (store, channel) = (heartbeat.store.clone(), heartbeat.channel.clone());
+                tokio::spawn(async move {
+                    let _ = store.notify(&channel, "").await;
+                });
+                true
+            }
+            Feed::Sqlite(_) => true,
+        }
+    }
+}
+
+/// A channel name no other instance uses, so heartbeats cost every
+/// instance only its own.
+fn heartbeat_channel() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let suffix: String = (0..16)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect();
+    format!("gatepass_heartbeat_{suffix}")
+}
+
+/// How often a database that went down is probed with a new connection.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether the database is known to be down.
+#[derive(Debug, Default)]
+struct Health {
+    down: AtomicBool,
+}
+
+impl Health {
+    fn pass(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::Acquire) {
+            Err(StoreError::CoolingDown)
+        } else {
+            Ok(())
         }
     }
 }

@@ -6,14 +6,18 @@
 //! and the feed needs no Redis, which is optional. When the feed is lost,
 //! L1 entries count as fresh for one second only until it is back; on
 //! reconnect L1 is flushed, because changes may have been missed.
+//!
+//! L1 is invalidated inline, in notification order; tombstones for L2 are
+//! written by a task of their own, so a slow or dead Redis never delays
+//! this instance's invalidations.
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::{Tiers, TokenChange};
+use super::{Redis, Tiers, TokenChange};
 use crate::metrics::Invalidation;
-use crate::store::Change;
+use crate::store::{Change, HEARTBEAT_EVERY};
 use crate::token::TokenKey;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -22,8 +26,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true.
 pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receiver<bool>) {
+    let burials = tiers.redis().cloned().map(Burials::start);
     let mut retry = RETRY_MIN;
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut pulse = tokio::time::interval(HEARTBEAT_EVERY);
+    pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let connected = tokio::select! {
             _ = crate::server::stopped(&mut shutdown) => return,
@@ -68,8 +75,13 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
                     let ttl_ms = i64::try_from(floor_ttl.as_millis()).unwrap_or(i64::MAX);
                     tiers.prune_floors(super::redis::now_ms().saturating_sub(ttl_ms));
                 }
+                _ = pulse.tick() => if !feed.pulse() {
+                    tiers.set_feed_connected(false);
+                    tracing::warn!("the change feed went silent; reconnecting");
+                    break;
+                },
                 change = feed.next() => match change {
-                    Ok(Some(change)) => apply(&tiers, change).await,
+                    Ok(Some(change)) => apply(&tiers, burials.as_ref(), change),
                     Ok(None) | Err(_) => {
                         tiers.set_feed_connected(false);
                         tracing::warn!("lost the change feed; reconnecting");
@@ -81,7 +93,7 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
     }
 }
 
-async fn apply(tiers: &Tiers, change: Change) {
+fn apply(tiers: &Tiers, burials: Option<&Burials>, change: Change) {
     let now_ms = super::redis::now_ms();
     tiers.metrics().record_invalidation(match change {
         Change::Token { .. } => Invalidation::Token,
@@ -94,28 +106,31 @@ async fn apply(tiers: &Tiers, change: Change) {
             version,
             digest,
         } => {
-            tiers
-                .invalidate_token(
-                    TokenChange {
-                        id,
-                        version,
-                        digest,
-                    },
-                    now_ms,
-                )
-                .await;
+            let keys = tiers.invalidate_token(
+                TokenChange {
+                    id,
+                    version,
+                    digest,
+                },
+                now_ms,
+            );
+            if let Some(burials) = burials {
+                for key in keys {
+                    burials.bury(key, version);
+                }
+            }
         }
         Change::Service { id, version } => {
             tiers.invalidate_service(id, version, now_ms);
-            if let Some(redis) = tiers.redis().cloned() {
+            if let Some(burials) = burials.cloned() {
                 // Tombstone the service's tokens in L2, off the feed's path.
                 let store = tiers.store().clone();
                 tokio::spawn(async move {
                     match store.token_keys_of_service(id).await {
                         Ok(keys) => {
                             for (token_id, digest) in keys {
-                                redis.bury(TokenKey::Id(token_id), version).await;
-                                redis.bury(TokenKey::Digest(digest), version).await;
+                                burials.bury(TokenKey::Id(token_id), version);
+                                burials.bury(TokenKey::Digest(digest), version);
                             }
                         }
                         Err(error) => {
@@ -126,5 +141,29 @@ async fn apply(tiers: &Tiers, change: Change) {
             }
         }
         Change::Everything { version } => tiers.invalidate_everything(version, now_ms),
+    }
+}
+
+/// Tombstones waiting to be written to Redis, in order, by one task. The
+/// queue is unbounded but each entry is a key and a version, and the task
+/// drains it as fast as Redis answers (or as fast as the breaker skips it).
+#[derive(Debug, Clone)]
+struct Burials {
+    queue: mpsc::UnboundedSender<(TokenKey, i64)>,
+}
+
+impl Burials {
+    fn start(redis: Redis) -> Self {
+        let (queue, mut pending) = mpsc::unbounded_channel::<(TokenKey, i64)>();
+        tokio::spawn(async move {
+            while let Some((key, version)) = pending.recv().await {
+                redis.bury(key, version).await;
+            }
+        });
+        Self { queue }
+    }
+
+    fn bury(&self, key: TokenKey, version: i64) {
+        let _ = self.queue.send((key, version));
     }
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
-use bb8_redis::bb8::Pool;
-use bb8_redis::redis::{self, Script};
+use bb8::Pool;
 use chrono::{DateTime, Utc};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Script};
 use serde::{Deserialize, Serialize};
 
 use crate::authz::abilities::Ability;
@@ -72,7 +72,7 @@ pub struct Redis {
 }
 
 struct Inner {
-    pool: Pool<RedisConnectionManager>,
+    pool: Pool<Connections>,
     options: RedisOptions,
     cas: Script,
     breaker: Breaker,
@@ -91,8 +91,12 @@ impl std::fmt::Debug for Redis {
 impl Redis {
     /// Connects lazily: a Redis that is down at start-up is not fatal.
     pub fn new(options: RedisOptions, metrics: Metrics) -> Result<Self, RedisError> {
-        let manager = RedisConnectionManager::new(options.url.as_str())
-            .map_err(|e| RedisError::Url(e.to_string()))?;
+        let client =
+            Client::open(options.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
+        let manager = Connections {
+            client,
+            timeout: options.timeout,
+        };
         let pool = Pool::builder()
             .max_size(8)
             .min_idle(Some(0))
@@ -121,21 +125,19 @@ impl Redis {
 
     /// Whether Redis answers now (within the timeout, breaker permitting).
     pub async fn ping(&self) -> bool {
-        self.call(
-            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut *conn).await },
-        )
-        .await
-        .is_some()
+        self.call(async |conn| redis::cmd("PING").query_async::<String>(conn).await)
+            .await
+            .is_some()
     }
 
     /// `None` on a miss, when Redis is unreachable or holds a tombstone.
     pub async fn get(&self, key: TokenKey) -> Option<Stored> {
         let redis_key = self.key(key);
         let reply: String = self
-            .call(|mut conn| async move {
+            .call(async |conn| {
                 redis::cmd("GET")
                     .arg(&redis_key)
-                    .query_async::<Option<String>>(&mut *conn)
+                    .query_async::<Option<String>>(conn)
                     .await
             })
             .await
@@ -185,14 +187,14 @@ impl Redis {
         let redis_key = self.key(key);
         let script = self.inner.cas.clone();
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.call(|mut conn| async move {
+        self.call(async |conn| {
             script
                 .key(&redis_key)
                 .arg(version)
                 .arg(payload)
                 .arg(ttl_ms)
                 .arg(if tombstone { "1" } else { "0" })
-                .invoke_async::<i64>(&mut *conn)
+                .invoke_async::<i64>(conn)
                 .await
         })
         .await;
@@ -207,28 +209,37 @@ impl Redis {
     }
 
     /// Runs one command with the timeout and the breaker; `None` when it
-    /// failed or was skipped.
-    async fn call<T, F, Fut>(&self, command: F) -> Option<T>
-    where
-        F: FnOnce(bb8_redis::bb8::PooledConnection<'static, RedisConnectionManager>) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
+    /// failed or was skipped. A connection whose command failed or timed
+    /// out is discarded, never handed out again: after a Redis restart the
+    /// next calls dial afresh.
+    async fn call<T>(
+        &self,
+        command: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> Option<T> {
         let inner = &self.inner;
         let now = now_ms();
         if !inner.breaker.allows(now) {
             return None;
         }
         let timeout = inner.options.timeout;
-        let result = tokio::time::timeout(timeout, async {
-            let conn = inner
-                .pool
-                .get_owned()
-                .await
-                .map_err(|e| format!("no connection: {e}"))?;
-            command(conn).await.map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = match tokio::time::timeout_at(deadline, inner.pool.get()).await {
+            Ok(Ok(mut conn)) => {
+                match tokio::time::timeout_at(deadline, command(&mut conn.connection)).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(error)) => {
+                        conn.broken = true;
+                        Err(error.to_string())
+                    }
+                    Err(_) => {
+                        conn.broken = true;
+                        Err(format!("timed out after {timeout:?}"))
+                    }
+                }
+            }
+            Ok(Err(error)) => Err(format!("no connection: {error}")),
+            Err(_) => Err(format!("no connection within {timeout:?}")),
+        };
         match result {
             Ok(value) => {
                 inner.breaker.success();
@@ -265,6 +276,49 @@ impl Redis {
                 "redis unavailable; falling through to the database"
             );
         }
+    }
+}
+
+/// Dials Redis for the pool. A connection is a multiplexed one plus a flag
+/// the caller raises when a command on it failed: bb8 discards flagged
+/// connections instead of pooling them again.
+struct Connections {
+    client: Client,
+    timeout: Duration,
+}
+
+struct Pooled {
+    connection: MultiplexedConnection,
+    broken: bool,
+}
+
+impl bb8::ManageConnection for Connections {
+    type Connection = Pooled;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Pooled, redis::RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Pooled {
+            connection,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, pooled: &mut Pooled) -> Result<(), redis::RedisError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut pooled.connection)
+            .await
+            .map(|_| ())
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.broken
     }
 }
 

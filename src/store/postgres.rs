@@ -5,9 +5,12 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
+use std::sync::Arc;
 
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use super::connections::Connections;
 use super::{
     NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions, Successor,
     TokenInfo, digests, redact_url, rotated, service_not_found,
@@ -46,7 +49,8 @@ macro_rules! service_columns {
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    db: Arc<Connections<Postgres>>,
+    connect: Arc<PgConnectOptions>,
 }
 
 impl PostgresStore {
@@ -56,42 +60,84 @@ impl PostgresStore {
             .application_name("gatepass")
             // Statements are logged by our own spans, never with parameters.
             .disable_statement_logging();
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            // No round trip before each query: a dead connection fails the
-            // query, and the check answers UNAVAILABLE, as for any outage.
-            .test_before_acquire(false)
-            .acquire_timeout(options.timeout)
-            .connect_lazy_with(connect);
-        Ok(Self { pool })
+        let (max_connections, timeout) = (options.max_connections, options.timeout);
+        let dial = connect.clone();
+        let db = Connections::new(
+            move || {
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    // No round trip before each query: a dead connection
+                    // fails the query, and the check answers UNAVAILABLE,
+                    // as for any outage.
+                    .test_before_acquire(false)
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(dial.clone())
+            },
+            timeout,
+        );
+        Ok(Self {
+            db: Arc::new(db),
+            connect: Arc::new(connect),
+        })
     }
 
-    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`).
+    /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`);
+    /// renewing it keeps the same pool.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let connect = pool.connect_options();
+        let timeout = pool.options().get_acquire_timeout();
+        Self {
+            db: Arc::new(Connections::new(move || pool.clone(), timeout)),
+            connect,
+        }
+    }
+
+    /// Whether a new connection reaches the database now, bypassing the
+    /// pool (whose idle connections may be the ones that stopped
+    /// answering). On success the pool is renewed.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.db.timeout();
+        let probe = async {
+            let mut connection = self.connect.connect().await?;
+            sqlx::query("SELECT 1").execute(&mut connection).await?;
+            let _ = connection.close().await;
+            Ok::<_, sqlx::Error>(())
+        };
+        tokio::time::timeout_at(deadline, probe)
+            .await
+            .map_err(|_| StoreError::TimedOut(self.db.timeout()))??;
+        self.db.renew();
+        Ok(())
     }
 
     /// Applies migrations. sqlx holds a Postgres advisory lock while it
     /// migrates, so instances starting together apply each migration once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR
-            .run(&self.pool)
+            .run(&self.db.pool())
             .await
             .map_err(StoreError::from_migration)
     }
 
     pub async fn ready(&self) -> Result<bool, StoreError> {
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?;
+        let applied: Option<i64> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
         Ok(applied == Some(latest))
     }
 
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
         let sql = concat!(token_record_select!(), " WHERE t.id = $1");
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = self
+            .db
+            .lookup(async |conn| sqlx::query(sql).bind(id).fetch_optional(conn).await)
+            .await?;
         Ok(row.map(|row| token_record(&row)).transpose()?)
     }
 
@@ -100,9 +146,14 @@ impl PostgresStore {
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let sql = concat!(token_record_select!(), " WHERE t.token_hash = $1");
-        let row = sqlx::query(sql)
-            .bind(digest.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .lookup(async |conn| {
+                sqlx::query(sql)
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         Ok(row.map(|row| token_record(&row)).transpose()?)
     }
@@ -126,11 +177,16 @@ impl PostgresStore {
             service_columns!(),
             ", (xmax = 0) AS inserted"
         );
-        let row = sqlx::query(sql)
-            .bind(change.name.as_str())
-            .bind(change.description.as_deref())
-            .bind(allowlist)
-            .fetch_one(&self.pool)
+        let row = self
+            .db
+            .run(async |conn| {
+                sqlx::query(sql)
+                    .bind(change.name.as_str())
+                    .bind(change.description.as_deref())
+                    .bind(allowlist)
+                    .fetch_one(conn)
+                    .await
+            })
             .await?;
         Ok((service(&row)?, row.try_get("inserted")?))
     }
@@ -141,7 +197,10 @@ impl PostgresStore {
             service_columns!(),
             " FROM services ORDER BY name"
         );
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        let rows = self
+            .db
+            .run(async |conn| sqlx::query(sql).fetch_all(conn).await)
+            .await?;
         Ok(rows.iter().map(service).collect::<Result<_, _>>()?)
     }
 
@@ -154,10 +213,15 @@ impl PostgresStore {
             "UPDATE services SET is_active = $2, updated_at = now() WHERE name = $1 RETURNING ",
             service_columns!()
         );
-        let row = sqlx::query(sql)
-            .bind(name.as_str())
-            .bind(active)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .run(async |conn| {
+                sqlx::query(sql)
+                    .bind(name.as_str())
+                    .bind(active)
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         match row {
             Some(row) => Ok(service(&row)?),
@@ -179,14 +243,19 @@ impl PostgresStore {
             token_info_columns!(),
             " FROM t JOIN services s ON s.id = t.service_id"
         );
-        let row = sqlx::query(sql)
-            .bind(token.service.as_str())
-            .bind(&token.name)
-            .bind(token.digest.as_bytes().as_slice())
-            .bind(abilities)
-            .bind(token.kind.as_str())
-            .bind(token.expires_at)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .run(async |conn| {
+                sqlx::query(sql)
+                    .bind(token.service.as_str())
+                    .bind(&token.name)
+                    .bind(token.digest.as_bytes().as_slice())
+                    .bind(abilities)
+                    .bind(token.kind.as_str())
+                    .bind(token.expires_at)
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         match row {
             Some(row) => Ok(token_info(&row)?),
@@ -204,9 +273,14 @@ impl PostgresStore {
             " FROM tokens t JOIN services s ON s.id = t.service_id \
              WHERE $1::text IS NULL OR s.name = $1 ORDER BY t.id"
         );
-        let rows = sqlx::query(sql)
-            .bind(service.map(ServiceName::as_str))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .run(async |conn| {
+                sqlx::query(sql)
+                    .bind(service.map(ServiceName::as_str))
+                    .fetch_all(conn)
+                    .await
+            })
             .await?;
         if let Some(name) = service
             && rows.is_empty()
@@ -225,7 +299,10 @@ impl PostgresStore {
             token_info_columns!(),
             " FROM t JOIN services s ON s.id = t.service_id"
         );
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = self
+            .db
+            .run(async |conn| sqlx::query(sql).bind(id).fetch_optional(conn).await)
+            .await?;
         match row {
             Some(row) => Ok(token_info(&row)?),
             None => Err(StoreError::NotFound(format!("token {id} not found"))),
@@ -240,7 +317,7 @@ impl PostgresStore {
     ) -> Result<Option<Rotated>, StoreError> {
         // One statement: the spend and both inserts commit together, and a
         // concurrent spend of the same token finds it revoked.
-        let rows: Vec<(i64, String)> = sqlx::query_as(
+        let rows: Vec<(i64, String)> = self.db.run(async |conn| sqlx::query_as(
             "WITH spent AS ( \
                  UPDATE tokens SET revoked_at = now() \
                  WHERE id = $1 AND kind = 'refresh' AND revoked_at IS NULL \
@@ -257,26 +334,37 @@ impl PostgresStore {
         .bind(access.expires_at)
         .bind(refresh.digest.as_bytes().as_slice())
         .bind(refresh.expires_at)
-        .fetch_all(&self.pool)
+        .fetch_all(conn)
+        .await)
         .await?;
         Ok(rotated(&rows))
     }
 
     pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
+        let result = self
+            .db
+            .run(async |conn| {
+                sqlx::query(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
              WHERE family_id = (SELECT family_id FROM tokens WHERE id = $1)",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+                )
+                .bind(id)
+                .execute(conn)
+                .await
+            })
+            .await?;
         Ok(result.rows_affected())
     }
 
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1")
-            .bind(before)
-            .execute(&self.pool)
+        let result = self
+            .db
+            .run(async |conn| {
+                sqlx::query("DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1")
+                    .bind(before)
+                    .execute(conn)
+                    .await
+            })
             .await?;
         Ok(result.rows_affected())
     }
@@ -285,16 +373,21 @@ impl PostgresStore {
     /// time backwards.
     pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
         let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = uses.iter().copied().unzip();
-        let result = sqlx::query(
-            "UPDATE tokens SET last_used_at = u.used_at \
+        let result = self
+            .db
+            .run(async |conn| {
+                sqlx::query(
+                    "UPDATE tokens SET last_used_at = u.used_at \
              FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, used_at) \
              WHERE tokens.id = u.id \
                AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.used_at)",
-        )
-        .bind(ids)
-        .bind(times)
-        .execute(&self.pool)
-        .await?;
+                )
+                .bind(ids)
+                .bind(times)
+                .execute(conn)
+                .await
+            })
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -303,12 +396,18 @@ impl PostgresStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2")
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_as(
+                    "SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2",
+                )
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         Ok(digests(rows))
     }
 
@@ -316,27 +415,58 @@ impl PostgresStore {
         &self,
         service_id: i64,
     ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = $1")
-                .bind(service_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = $1")
+                    .bind(service_id)
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
         Ok(digests(rows))
     }
 
-    /// Subscribes to the change notifications the triggers send.
-    pub async fn listen(&self) -> Result<PgListener, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANGE_CHANNEL).await?;
-        Ok(listener)
+    /// Subscribes to the change notifications the triggers send, and to
+    /// `heartbeat`, a channel of this instance's own.
+    pub async fn listen(&self, heartbeat: &str) -> Result<PgListener, StoreError> {
+        let pool = self.db.pool();
+        let subscribe = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen_all([CHANGE_CHANNEL, heartbeat]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let timeout = self.db.timeout();
+        tokio::time::timeout(timeout, subscribe)
+            .await
+            .map_err(|_| StoreError::TimedOut(timeout))?
+            .map_err(StoreError::from)
+    }
+
+    /// Sends `payload` on `channel`, to prove the feed still delivers.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        self.db
+            .lookup(async |conn| {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(channel)
+                    .bind(payload)
+                    .execute(conn)
+                    .await
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn require_service(&self, name: &ServiceName) -> Result<(), StoreError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)")
-                .bind(name.as_str())
-                .fetch_one(&self.pool)
-                .await?;
+        let exists: bool = self
+            .db
+            .run(async |conn| {
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)")
+                    .bind(name.as_str())
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
         if exists {
             Ok(())
         } else {

@@ -5,17 +5,18 @@
 
 use std::collections::VecDeque;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 
+use super::connections::Connections;
 use super::{
     Change, NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions,
     Successor, TokenInfo, digests, redact_url, rotated, service_not_found,
@@ -57,7 +58,7 @@ macro_rules! service_columns {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    db: Arc<Connections<Sqlite>>,
 }
 
 impl SqliteStore {
@@ -71,34 +72,58 @@ impl SqliteStore {
             // Writers from other processes (the CLI) hold the lock briefly.
             .busy_timeout(Duration::from_secs(5))
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .test_before_acquire(false)
-            .acquire_timeout(options.timeout)
-            .connect_lazy_with(connect);
-        Ok(Self { pool })
+        let (max_connections, timeout) = (options.max_connections, options.timeout);
+        let db = Connections::new(
+            move || {
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .test_before_acquire(false)
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(connect.clone())
+            },
+            timeout,
+        );
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Whether the file answers now; a local file has no idle connections
+    /// to distrust, so the pool is kept.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.db
+            .lookup(async |conn| sqlx::query("SELECT 1").execute(conn).await)
+            .await
+            .map(|_| ())
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR
-            .run(&self.pool)
+            .run(&self.db.pool())
             .await
             .map_err(StoreError::from_migration)
     }
 
     pub async fn ready(&self) -> Result<bool, StoreError> {
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?;
+        let applied: Option<i64> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
         Ok(applied == Some(latest))
     }
 
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(concat!(token_record_select!(), " WHERE t.id = ?1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .lookup(async |conn| {
+                sqlx::query(concat!(token_record_select!(), " WHERE t.id = ?1"))
+                    .bind(id)
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         Ok(row.map(|row| token_record(&row)).transpose()?)
     }
@@ -107,9 +132,14 @@ impl SqliteStore {
         &self,
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(concat!(token_record_select!(), " WHERE t.token_hash = ?1"))
-            .bind(digest.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .lookup(async |conn| {
+                sqlx::query(concat!(token_record_select!(), " WHERE t.token_hash = ?1"))
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         Ok(row.map(|row| token_record(&row)).transpose()?)
     }
@@ -119,48 +149,59 @@ impl SqliteStore {
         change: &ServiceChange,
     ) -> Result<(Service, bool), StoreError> {
         let allowlist = change.ip_allowlist.as_ref().map(nets_json);
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO services (name, description, ip_allowlist) \
+        let (row, created) = self
+            .db
+            .run(async |conn| {
+                let mut tx = conn.begin().await?;
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO services (name, description, ip_allowlist) \
              VALUES (?1, COALESCE(?2, ''), COALESCE(?3, '[]')) \
              ON CONFLICT (name) DO NOTHING RETURNING ",
-            service_columns!()
-        ))
-        .bind(change.name.as_str())
-        .bind(change.description.as_deref())
-        .bind(allowlist.as_deref())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (row, created) = match inserted {
-            Some(row) => (row, true),
-            None => {
-                let sql = format!(
-                    "UPDATE services SET description = COALESCE(?2, description), \
+                    service_columns!()
+                ))
+                .bind(change.name.as_str())
+                .bind(change.description.as_deref())
+                .bind(allowlist.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (row, created) = match inserted {
+                    Some(row) => (row, true),
+                    None => {
+                        let sql = format!(
+                            "UPDATE services SET description = COALESCE(?2, description), \
                      ip_allowlist = COALESCE(?3, ip_allowlist), updated_at = {NOW} \
                      WHERE name = ?1 RETURNING {}",
-                    service_columns!()
-                );
-                let row = sqlx::query(&sql)
-                    .bind(change.name.as_str())
-                    .bind(change.description.as_deref())
-                    .bind(allowlist.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                (row, false)
-            }
-        };
-        tx.commit().await?;
+                            service_columns!()
+                        );
+                        let row = sqlx::query(&sql)
+                            .bind(change.name.as_str())
+                            .bind(change.description.as_deref())
+                            .bind(allowlist.as_deref())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        (row, false)
+                    }
+                };
+                tx.commit().await?;
+                Ok((row, created))
+            })
+            .await?;
         Ok((service(&row)?, created))
     }
 
     pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            service_columns!(),
-            " FROM services ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .run(async |conn| {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    service_columns!(),
+                    " FROM services ORDER BY name"
+                ))
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         Ok(rows.iter().map(service).collect::<Result<_, _>>()?)
     }
 
@@ -173,10 +214,15 @@ impl SqliteStore {
             "UPDATE services SET is_active = ?2, updated_at = {NOW} WHERE name = ?1 RETURNING {}",
             service_columns!()
         );
-        let row = sqlx::query(&sql)
-            .bind(name.as_str())
-            .bind(active)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .run(async |conn| {
+                sqlx::query(&sql)
+                    .bind(name.as_str())
+                    .bind(active)
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         match row {
             Some(row) => Ok(service(&row)?),
@@ -188,7 +234,7 @@ impl SqliteStore {
         let abilities: Vec<&str> = token.abilities.iter().map(|a| a.as_str()).collect();
         let abilities = serde_json::to_string(&abilities).unwrap_or_else(|_| "[]".into());
         // A refresh token starts a new rotation family.
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Option<i64> = self.db.run(async |conn| sqlx::query_scalar(
             "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
              SELECT id, ?2, ?3, ?4, ?5, \
                     CASE WHEN ?5 = 'refresh' THEN lower(hex(randomblob(16))) END, ?6 \
@@ -200,7 +246,8 @@ impl SqliteStore {
         .bind(abilities)
         .bind(token.kind.as_str())
         .bind(token.expires_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn)
+        .await)
         .await?;
         match id {
             Some(id) => self.token_info(id).await,
@@ -212,21 +259,30 @@ impl SqliteStore {
         &self,
         service: Option<&ServiceName>,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = sqlx::query(concat!(
-            token_info_select!(),
-            " WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id"
-        ))
-        .bind(service.map(ServiceName::as_str))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .run(async |conn| {
+                sqlx::query(concat!(
+                    token_info_select!(),
+                    " WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id"
+                ))
+                .bind(service.map(ServiceName::as_str))
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         if let Some(name) = service
             && rows.is_empty()
         {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = ?1)")
-                    .bind(name.as_str())
-                    .fetch_one(&self.pool)
-                    .await?;
+            let exists: bool = self
+                .db
+                .run(async |conn| {
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = ?1)")
+                        .bind(name.as_str())
+                        .fetch_one(conn)
+                        .await
+                })
+                .await?;
             if !exists {
                 return Err(service_not_found(name));
             }
@@ -237,7 +293,10 @@ impl SqliteStore {
     pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
         let sql =
             format!("UPDATE tokens SET revoked_at = COALESCE(revoked_at, {NOW}) WHERE id = ?1");
-        let result = sqlx::query(&sql).bind(id).execute(&self.pool).await?;
+        let result = self
+            .db
+            .run(async |conn| sqlx::query(&sql).bind(id).execute(conn).await)
+            .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("token {id} not found")));
         }
@@ -252,12 +311,13 @@ impl SqliteStore {
     ) -> Result<Option<Rotated>, StoreError> {
         // The spend takes the write lock first, so a concurrent spend of the
         // same token waits, then finds it revoked.
-        let mut tx = self.pool.begin().await?;
         let sql = format!(
             "UPDATE tokens SET revoked_at = {NOW} \
              WHERE id = ?1 AND kind = 'refresh' AND revoked_at IS NULL \
              RETURNING service_id, name, abilities, family_id"
         );
+        self.db.run(async |conn| {
+        let mut tx = conn.begin().await?;
         let spent: Option<(i64, String, String, Option<String>)> = sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -287,6 +347,7 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(rotated(&rows))
+        }).await
     }
 
     pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
@@ -294,18 +355,26 @@ impl SqliteStore {
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, {NOW}) \
              WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?1)"
         );
-        let result = sqlx::query(&sql).bind(id).execute(&self.pool).await?;
+        let result = self
+            .db
+            .run(async |conn| sqlx::query(&sql).bind(id).execute(conn).await)
+            .await?;
         Ok(result.rows_affected())
     }
 
     pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM tokens WHERE julianday(expires_at) < julianday(?1) \
+        let result = self
+            .db
+            .run(async |conn| {
+                sqlx::query(
+                    "DELETE FROM tokens WHERE julianday(expires_at) < julianday(?1) \
              OR julianday(revoked_at) < julianday(?1)",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
+                )
+                .bind(before)
+                .execute(conn)
+                .await
+            })
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -316,7 +385,7 @@ impl SqliteStore {
             .map(|(id, at)| (*id, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
             .collect();
         let batch = serde_json::to_string(&batch).unwrap_or_else(|_| "[]".into());
-        let result = sqlx::query(
+        let result = self.db.run(async |conn| sqlx::query(
             "UPDATE tokens SET last_used_at = u.used_at \
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS used_at \
                    FROM json_each(?1)) AS u \
@@ -325,7 +394,8 @@ impl SqliteStore {
                     OR julianday(tokens.last_used_at) < julianday(u.used_at))",
         )
         .bind(batch)
-        .execute(&self.pool)
+        .execute(conn)
+        .await)
         .await?;
         Ok(result.rows_affected())
     }
@@ -335,12 +405,18 @@ impl SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE id > ?1 ORDER BY id LIMIT ?2")
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_as(
+                    "SELECT id, token_hash FROM tokens WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
                 .bind(after)
                 .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         Ok(digests(rows))
     }
 
@@ -348,21 +424,30 @@ impl SqliteStore {
         &self,
         service_id: i64,
     ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = ?1")
-                .bind(service_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = ?1")
+                    .bind(service_id)
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
         Ok(digests(rows))
     }
 
     /// Starts reading the change log after its current end.
     pub async fn changes(&self) -> Result<SqliteChanges, StoreError> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM gatepass_changes")
-            .fetch_one(&self.pool)
+        let last: Option<i64> = self
+            .db
+            .run(async |conn| {
+                sqlx::query_scalar("SELECT max(id) FROM gatepass_changes")
+                    .fetch_one(conn)
+                    .await
+            })
             .await?;
         Ok(SqliteChanges {
-            pool: self.pool.clone(),
+            db: self.db.clone(),
             last_seen: last.unwrap_or(0),
             pending: VecDeque::new(),
             polls: 0,
@@ -370,9 +455,14 @@ impl SqliteStore {
     }
 
     async fn token_info(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let row = sqlx::query(concat!(token_info_select!(), " WHERE t.id = ?1"))
-            .bind(id)
-            .fetch_one(&self.pool)
+        let row = self
+            .db
+            .run(async |conn| {
+                sqlx::query(concat!(token_info_select!(), " WHERE t.id = ?1"))
+                    .bind(id)
+                    .fetch_one(conn)
+                    .await
+            })
             .await?;
         Ok(token_info(&row)?)
     }
@@ -381,7 +471,7 @@ impl SqliteStore {
 /// A cursor over the change log.
 #[derive(Debug)]
 pub struct SqliteChanges {
-    pool: SqlitePool,
+    db: Arc<Connections<Sqlite>>,
     last_seen: i64,
     pending: VecDeque<Change>,
     polls: u64,
@@ -394,13 +484,18 @@ impl SqliteChanges {
             if let Some(change) = self.pending.pop_front() {
                 return Ok(change);
             }
-            let rows: Vec<(i64, String, i64, Option<Vec<u8>>)> = sqlx::query_as(
-                "SELECT id, subject, row_id, token_hash FROM gatepass_changes \
+            let rows: Vec<(i64, String, i64, Option<Vec<u8>>)> = self
+                .db
+                .lookup(async |conn| {
+                    sqlx::query_as(
+                        "SELECT id, subject, row_id, token_hash FROM gatepass_changes \
                  WHERE id > ?1 ORDER BY id LIMIT 1000",
-            )
-            .bind(self.last_seen)
-            .fetch_all(&self.pool)
-            .await?;
+                    )
+                    .bind(self.last_seen)
+                    .fetch_all(conn)
+                    .await
+                })
+                .await?;
             for (version, subject, row_id, hash) in rows {
                 self.last_seen = version;
                 let digest = hash.as_deref().and_then(TokenDigest::from_bytes);
@@ -423,7 +518,9 @@ impl SqliteChanges {
                     let sql = format!(
                         "DELETE FROM gatepass_changes WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '{KEEP_CHANGES}')"
                     );
-                    sqlx::query(&sql).execute(&self.pool).await?;
+                    self.db
+                        .run(async |conn| sqlx::query(&sql).execute(conn).await)
+                        .await?;
                 }
                 tokio::time::sleep(POLL_EVERY).await;
             }

@@ -26,9 +26,9 @@ fn reason(decision: &Decision) -> Option<DenyReason> {
 }
 
 async fn redis_get(key: &str) -> Option<String> {
-    let client = bb8_redis::redis::Client::open(redis_url()).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    bb8_redis::redis::cmd("GET")
+    redis::cmd("GET")
         .arg(key)
         .query_async(&mut conn)
         .await
