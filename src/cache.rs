@@ -126,6 +126,9 @@ struct Inner {
     interner: Interner,
     /// Whether change notifications are arriving.
     feed_connected: AtomicBool,
+    /// Entries read before this (unix ms) need a refresh before they are
+    /// trusted: the change feed was down when they were read or since.
+    trusted_since_ms: AtomicI64,
     /// Which tokens exist.
     known: Known,
     unknown_budget: Budget,
@@ -154,6 +157,7 @@ impl Tiers {
                 floors: Floors::default(),
                 interner: Interner::default(),
                 feed_connected: AtomicBool::new(false),
+                trusted_since_ms: AtomicI64::new(0),
                 known: Known::default(),
                 unknown_budget: Budget::new(UNKNOWN_LOOKUPS_PER_SECOND),
                 ttl_ms: millis(options.ttl),
@@ -188,7 +192,8 @@ impl Tiers {
         } else {
             DEGRADED_TTL_MS.min(inner.ttl_ms)
         };
-        let stale = match inner.memory.get(&key, now_ms, ttl_ms) {
+        let trusted_since_ms = inner.trusted_since_ms.load(Ordering::Acquire);
+        let stale = match inner.memory.get(&key, now_ms, ttl_ms, trusted_since_ms) {
             Hit::Fresh(token) => return Ok(self.answered(found(token, Outcome::L1Hit))),
             Hit::Negative(token) => {
                 return Ok(self.answered(found_or_absent(token, Outcome::L1Negative)));
@@ -422,9 +427,11 @@ impl Tiers {
         self.inner.memory.clear();
     }
 
-    /// Drops everything L1 holds (notifications may have been missed).
-    pub fn flush_memory(&self) {
-        self.inner.memory.clear();
+    /// Notifications may have been missed: nothing L1 read before now is
+    /// trusted without a refresh. Entries stay, so that while the database
+    /// is unreachable they can still be served stale.
+    pub fn distrust_memory(&self, now_ms: i64) {
+        self.inner.trusted_since_ms.store(now_ms, Ordering::Release);
     }
 
     fn set_feed_connected(&self, connected: bool) {

@@ -21,6 +21,7 @@ use crate::authz::{
 };
 use crate::config::IdentityHeaders;
 use crate::metrics::{Metrics, Surface};
+use crate::server::Drain;
 use crate::telemetry::observe_check;
 
 pub use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer};
@@ -43,14 +44,21 @@ pub struct ExtAuthz {
     authorizer: Authorizer,
     options: Arc<GrpcOptions>,
     metrics: Metrics,
+    drain: Drain,
 }
 
 impl ExtAuthz {
-    pub fn new(authorizer: Authorizer, options: GrpcOptions, metrics: Metrics) -> Self {
+    pub fn new(
+        authorizer: Authorizer,
+        options: GrpcOptions,
+        metrics: Metrics,
+        drain: Drain,
+    ) -> Self {
         Self {
             authorizer,
             options: Arc::new(options),
             metrics,
+            drain,
         }
     }
 
@@ -66,6 +74,7 @@ impl Authorization for ExtAuthz {
         request: Request<EnvoyCheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let started = Instant::now();
+        let _in_flight = self.drain.enter();
         let envoy = request.into_inner();
         let check = self.translate(&envoy);
         let result = self.authorizer.check(&check).await;

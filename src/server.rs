@@ -1,12 +1,19 @@
 //! Runs the gRPC, HTTP and ops listeners in one process and stops them
-//! together: stop accepting, let in-flight checks finish, return.
+//! together, losing nothing: first a drain (health says NOT_SERVING, HTTP
+//! answers carry `Connection: close`, every request already sent is
+//! answered), then the listeners stop, then the last `last_used_at` flush.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{ServerHandle, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::ConnectionType;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,6 +53,7 @@ pub struct Running {
     stop_background: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     health: HealthReporter,
+    drain: Drain,
 }
 
 /// Binds every listener (port 0 picks a free port) and starts serving.
@@ -76,10 +84,12 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
     let (usage, flusher) = usage::start(
         store.clone(),
         settings.last_used_flush_interval,
+        settings.shutdown_timeout,
         background_stopped,
         stats,
         metrics.clone(),
     );
+    let drain = Drain::default();
     let policy = settings
         .policy_file
         .as_deref()
@@ -127,6 +137,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             xff_trusted_hops: settings.grpc_xff_trusted_hops,
         },
         metrics.clone(),
+        drain.clone(),
     );
     let (stop_grpc, mut grpc_stopped) = watch::channel(false);
     let grpc = tokio::spawn(async move {
@@ -157,10 +168,12 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         metrics.clone(),
     )?);
     let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
+    let http_drain = drain.clone();
     let http_server = HttpServer::new(move || {
         App::new()
             .app_data(http_state.clone())
             .configure(http::routes)
+            .wrap(http_drain.clone())
     })
     .workers(settings.http_workers)
     .disable_signals()
@@ -173,12 +186,14 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         tiers: tiers.clone(),
         policy: policy.clone(),
     });
+    let ops_drain = drain.clone();
     let ops_server = HttpServer::new(move || {
         App::new()
             .app_data(ops_state.clone())
             .app_data(admin_state.clone())
             .configure(ops::routes)
             .configure(admin::routes)
+            .wrap(ops_drain.clone())
     })
     .workers(1)
     .disable_signals()
@@ -206,32 +221,147 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
         stop_background,
         background,
         health: health_reporter,
+        drain,
     })
 }
 
 impl Running {
-    /// Stops accepting on every listener, waits up to `grace` for
-    /// in-flight requests to finish, then writes pending last-used times.
+    /// Drains, stops every listener, then writes pending last-used times.
+    /// The drain and the listeners take at most `grace`; the final flush
+    /// bounds itself by `GATEPASS_SHUTDOWN_TIMEOUT` and logs what it could
+    /// not write.
     pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + grace;
         // Health checkers see NOT_SERVING while in-flight checks finish.
         set_health(&self.health, false).await;
+        self.drain.until_quiet(deadline).await;
         let _ = self.stop_grpc.send(true);
-        tokio::join!(self.http.stop(true), self.ops.stop(true));
-        let background = self.background;
-        let stop_background = self.stop_background;
-        let all = async {
+        let listeners = async {
+            tokio::join!(self.http.stop(true), self.ops.stop(true));
             for task in self.tasks {
                 task.await.context("server task panicked")??;
             }
-            let _ = stop_background.send(true);
-            for task in background {
-                task.await.context("background task panicked")?;
-            }
             anyhow::Ok(())
         };
-        tokio::time::timeout(grace, all)
+        let stopped = tokio::time::timeout_at(deadline, listeners)
             .await
-            .map_err(|_| anyhow::anyhow!("in-flight requests did not finish within {grace:?}"))?
+            .map_err(|_| anyhow::anyhow!("in-flight requests did not finish within {grace:?}"));
+        let _ = self.stop_background.send(true);
+        for task in self.background {
+            task.await.context("background task panicked")?;
+        }
+        stopped?
+    }
+}
+
+/// Requests in flight on every surface, and whether gatepass is draining.
+/// Shared by the listeners: HTTP wraps every request in it (as actix-web
+/// middleware), gRPC every `Check`.
+#[derive(Debug, Clone, Default)]
+pub struct Drain {
+    inner: Arc<DrainState>,
+}
+
+#[derive(Debug, Default)]
+struct DrainState {
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// How long a drain lasts at least: a request a client wrote just before
+/// the signal may still sit unread in its socket.
+const DRAIN_AT_LEAST: Duration = Duration::from_millis(250);
+
+impl Drain {
+    /// Counts a request until the guard is dropped.
+    pub fn enter(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            state: self.inner.clone(),
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts draining, then waits until nothing has been in flight at
+    /// some moment after [`DRAIN_AT_LEAST`], or until `deadline`.
+    async fn until_quiet(&self, deadline: tokio::time::Instant) {
+        self.inner.draining.store(true, Ordering::Release);
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + DRAIN_AT_LEAST)).await;
+        while self.inner.in_flight.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// One request in flight.
+#[derive(Debug)]
+pub struct InFlight {
+    state: Arc<DrainState>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Drain
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = Draining<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(Draining {
+            service: Rc::new(service),
+            drain: self.clone(),
+        }))
+    }
+}
+
+/// The middleware [`Drain`] makes for each HTTP worker.
+pub struct Draining<S> {
+    service: Rc<S>,
+    drain: Drain,
+}
+
+impl<S, B> Service<ServiceRequest> for Draining<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let in_flight = self.drain.enter();
+        let (service, drain) = (self.service.clone(), self.drain.clone());
+        Box::pin(async move {
+            let mut response = service.call(request).await?;
+            // While draining, clients are told to take their next request
+            // elsewhere rather than find this connection closed.
+            if drain.draining() {
+                response
+                    .response_mut()
+                    .head_mut()
+                    .set_connection_type(ConnectionType::Close);
+            }
+            drop(in_flight);
+            Ok(response)
+        })
     }
 }
 

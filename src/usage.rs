@@ -35,12 +35,15 @@ impl UsageRecorder {
 pub struct FlushStats {
     pub statements: u64,
     pub rows: u64,
+    /// Tokens whose last use the final flush on shutdown could not write.
+    pub lost: u64,
 }
 
 /// Creates a recorder and the flusher task that drains it.
 pub fn start(
     store: Store,
     interval: Duration,
+    final_bound: Duration,
     shutdown: watch::Receiver<bool>,
     stats: watch::Sender<FlushStats>,
     metrics: Metrics,
@@ -53,7 +56,7 @@ pub fn start(
         pending: HashMap::new(),
         stats,
     };
-    let task = tokio::spawn(flusher.run(interval, shutdown));
+    let task = tokio::spawn(flusher.run(interval, final_bound, shutdown));
     (UsageRecorder { queue }, task)
 }
 
@@ -67,27 +70,43 @@ struct Flusher {
 }
 
 impl Flusher {
-    async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    /// Flushes every `interval` until `shutdown`, then once more within
+    /// `final_bound`; what that last flush cannot write is logged as lost.
+    async fn run(
+        mut self,
+        interval: Duration,
+        final_bound: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
             tokio::select! {
-                _ = ticks.tick() => self.flush().await,
+                _ = ticks.tick() => { self.flush().await; }
                 _ = crate::server::stopped(&mut shutdown) => break,
             }
         }
-        self.flush().await;
+        let written = tokio::time::timeout(final_bound, self.flush()).await;
+        if !matches!(written, Ok(true)) {
+            let lost = (self.pending.len() + self.used.len()) as u64;
+            self.stats.send_modify(|stats| stats.lost += lost);
+            tracing::warn!(
+                tokens = lost,
+                "last-used times lost on shutdown: the database did not take the final flush in time"
+            );
+        }
     }
 
-    async fn flush(&mut self) {
+    /// Writes what is pending; true when nothing is left pending.
+    async fn flush(&mut self) -> bool {
         while let Ok(token) = self.used.try_recv() {
             let used_at = token.take_use();
             let latest = self.pending.entry(token.record.id).or_insert(used_at);
             *latest = (*latest).max(used_at);
         }
         if self.pending.is_empty() {
-            return;
+            return true;
         }
         let uses: Vec<(i64, DateTime<Utc>)> = self
             .pending
@@ -106,10 +125,12 @@ impl Flusher {
                     stats.statements += 1;
                     stats.rows += rows;
                 });
+                true
             }
             // Kept for the next interval; bounded by the number of tokens.
             Err(error) => {
-                tracing::warn!(%error, tokens = uses.len(), "cannot record last-used times; will retry")
+                tracing::warn!(%error, tokens = uses.len(), "cannot record last-used times; will retry");
+                false
             }
         }
     }

@@ -5,7 +5,9 @@
 //! application), notifications are delivered on commit and in commit order,
 //! and the feed needs no Redis, which is optional. When the feed is lost,
 //! L1 entries count as fresh for one second only until it is back; on
-//! reconnect L1 is flushed, because changes may have been missed.
+//! reconnect every entry read before needs a refresh, because changes may
+//! have been missed (the entries stay, to be served stale while the
+//! database is unreachable).
 //!
 //! L1 is invalidated inline, in notification order; tombstones for L2 are
 //! written by a task of their own, so a slow or dead Redis never delays
@@ -51,7 +53,7 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
             }
         };
         // Whatever changed while we were not listening is unknown.
-        tiers.flush_memory();
+        tiers.distrust_memory(super::redis::now_ms());
         // Subscribed first: a token inserted from here on is announced, one
         // inserted before is read. Off the feed's path, so invalidations
         // keep flowing while a large table loads.

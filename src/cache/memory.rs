@@ -92,18 +92,23 @@ impl Memory {
         }
     }
 
-    pub fn get(&self, key: &TokenKey, now_ms: i64, ttl_ms: i64) -> Hit {
+    /// What L1 knows about `key`; entries read before `trusted_since_ms`
+    /// are stale (found) or forgotten (negative), whatever their TTL.
+    pub fn get(&self, key: &TokenKey, now_ms: i64, ttl_ms: i64, trusted_since_ms: i64) -> Hit {
         if let Some(token) = self.found.get(key) {
             if token.is_expired(now_ms) {
                 self.found.remove(key);
-            } else if now_ms < token.fetched_ms + ttl_ms {
+            } else if now_ms < token.fetched_ms + ttl_ms && token.fetched_ms >= trusted_since_ms {
                 return Hit::Fresh(token);
             } else {
                 return Hit::Stale(token);
             }
         }
         match self.negative.get(key) {
-            Some(entry) if now_ms < entry.cached_ms + self.negative_ttl_ms => {
+            Some(entry)
+                if now_ms < entry.cached_ms + self.negative_ttl_ms
+                    && entry.cached_ms >= trusted_since_ms =>
+            {
                 Hit::Negative(entry.token)
             }
             _ => Hit::Miss,

@@ -5,10 +5,12 @@
 //! through a compare-and-set script that refuses anything older than what
 //! is stored, so a slow fill can never overwrite a newer state or a
 //! tombstone. Every call is bounded by a short timeout and guarded by a
-//! circuit breaker: a dead Redis costs one timeout, then is skipped.
+//! circuit breaker: a dead Redis costs a few timeouts, then is skipped
+//! while a background probe pings it every 250 ms; the first answer closes
+//! the breaker, so a Redis that comes back is used again within a second.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bb8::Pool;
@@ -22,9 +24,10 @@ use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::metrics::Metrics;
 use crate::token::{TokenDigest, TokenKey};
 
-/// Consecutive failures that open the breaker, and how long it stays open.
+/// Consecutive failures that open the breaker, and how often an open
+/// breaker's probe pings Redis.
 const BREAKER_THRESHOLD: u32 = 3;
-const BREAKER_COOLDOWN_MS: i64 = 5_000;
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// At most one error log line per this interval.
 const LOG_INTERVAL_MS: i64 = 10_000;
 
@@ -130,6 +133,11 @@ impl Redis {
             .is_some()
     }
 
+    /// Whether the breaker is open (calls skipped).
+    pub fn breaker_open(&self) -> bool {
+        self.inner.breaker.is_open()
+    }
+
     /// `None` on a miss, when Redis is unreachable or holds a tombstone.
     pub async fn get(&self, key: TokenKey) -> Option<Stored> {
         let redis_key = self.key(key);
@@ -218,12 +226,58 @@ impl Redis {
     ) -> Option<T> {
         let inner = &self.inner;
         let now = now_ms();
-        if !inner.breaker.allows(now) {
+        if inner.breaker.is_open() {
             return None;
         }
+        let result = self.attempt(command).await;
+        match result {
+            Ok(value) => {
+                inner.breaker.success();
+                Some(value)
+            }
+            Err(error) => {
+                inner.metrics.redis_errors().inc();
+                let opened = inner.breaker.failure();
+                if opened {
+                    inner.metrics.redis_breaker_open().set(1);
+                    let redis = self.clone();
+                    tokio::spawn(async move { redis.probe_until_up().await });
+                }
+                self.log(&error, opened, now);
+                None
+            }
+        }
+    }
+
+    /// Pings Redis until it answers, then closes the breaker.
+    async fn probe_until_up(&self) {
+        let mut ticks = tokio::time::interval(PROBE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let pong = self
+                .attempt(async |conn| redis::cmd("PING").query_async::<String>(conn).await)
+                .await;
+            if pong.is_ok() {
+                self.inner.breaker.close();
+                self.inner.metrics.redis_breaker_open().set(0);
+                tracing::info!("redis reachable again");
+                return;
+            }
+        }
+    }
+
+    /// One command on a pooled connection, connecting included, within the
+    /// timeout.
+    async fn attempt<T>(
+        &self,
+        command: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        let inner = &self.inner;
         let timeout = inner.options.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let result = match tokio::time::timeout_at(deadline, inner.pool.get()).await {
+        match tokio::time::timeout_at(deadline, inner.pool.get()).await {
             Ok(Ok(mut conn)) => {
                 match tokio::time::timeout_at(deadline, command(&mut conn.connection)).await {
                     Ok(Ok(value)) => Ok(value),
@@ -239,22 +293,6 @@ impl Redis {
             }
             Ok(Err(error)) => Err(format!("no connection: {error}")),
             Err(_) => Err(format!("no connection within {timeout:?}")),
-        };
-        match result {
-            Ok(value) => {
-                inner.breaker.success();
-                inner.metrics.redis_breaker_open().set(0);
-                Some(value)
-            }
-            Err(error) => {
-                inner.metrics.redis_errors().inc();
-                let opened = inner.breaker.failure(now);
-                if opened {
-                    inner.metrics.redis_breaker_open().set(1);
-                }
-                self.log(&error, opened, now);
-                None
-            }
         }
     }
 
@@ -322,17 +360,17 @@ impl bb8::ManageConnection for Connections {
     }
 }
 
-/// Opens after [`BREAKER_THRESHOLD`] consecutive failures; while open, calls
-/// are skipped for [`BREAKER_COOLDOWN_MS`], then tried again.
+/// Opens after [`BREAKER_THRESHOLD`] consecutive failures; while open,
+/// calls are skipped, and the probe closes it.
 #[derive(Debug, Default)]
 struct Breaker {
     failures: AtomicU32,
-    open_until_ms: AtomicI64,
+    open: AtomicBool,
 }
 
 impl Breaker {
-    fn allows(&self, now: i64) -> bool {
-        now >= self.open_until_ms.load(Ordering::Relaxed)
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
     }
 
     fn success(&self) {
@@ -342,16 +380,14 @@ impl Breaker {
     }
 
     /// Returns true when this failure opened the breaker.
-    fn failure(&self, now: i64) -> bool {
+    fn failure(&self) -> bool {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= BREAKER_THRESHOLD {
-            self.failures.store(0, Ordering::Relaxed);
-            self.open_until_ms
-                .store(now + BREAKER_COOLDOWN_MS, Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
+        failures >= BREAKER_THRESHOLD && !self.open.swap(true, Ordering::AcqRel)
+    }
+
+    fn close(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
     }
 }
 

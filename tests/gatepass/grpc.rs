@@ -120,6 +120,12 @@ fn peer(ip: &str, port: u32) -> Peer {
     }
 }
 
+pub async fn client_at(addr: &str) -> AuthorizationClient<Channel> {
+    AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .expect("gRPC connects")
+}
+
 pub async fn client(app: &TestApp) -> AuthorizationClient<Channel> {
     AuthorizationClient::connect(format!("http://{}", app.grpc_addr))
         .await

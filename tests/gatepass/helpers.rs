@@ -293,52 +293,76 @@ async fn sqlx_insert_legacy(store: &Store, plain: &str) {
         .unwrap();
 }
 
-/// A TCP forwarder in front of Postgres or Redis that a test can cut and
-/// restore, to make a server unreachable without touching the shared one.
+/// A TCP forwarder in front of Postgres or Redis that a test controls, to
+/// make a server fail in the ways networks do without touching the shared
+/// one: refuse and reset, freeze (sockets stay open, nothing moves), slow.
 pub struct CuttableLink {
     pub addr: SocketAddr,
-    up: Arc<watch::Sender<bool>>,
+    mode: Arc<watch::Sender<LinkMode>>,
+}
+
+/// What the link does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    Forward,
+    /// Open connections are reset, new ones accepted and closed at once.
+    Refuse,
+    /// Open and new connections are held open and never forwarded again,
+    /// even after the link forwards once more: they are abandoned, as
+    /// after a failover or a dead NAT entry.
+    Freeze,
+    /// Every chunk waits this long in each direction.
+    Delay(Duration),
 }
 
 impl CuttableLink {
     pub async fn to(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (up, _) = watch::channel(true);
-        let up = Arc::new(up);
-        let state = up.clone();
+        let (mode, _) = watch::channel(LinkMode::Forward);
+        let mode = Arc::new(mode);
+        let state = mode.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
-                let mut link_state = state.subscribe();
-                if !*link_state.borrow() {
+                let mut watcher = state.subscribe();
+                let current = *watcher.borrow_and_update();
+                match current {
                     // Cut: accept and close at once, like a dead server.
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = link_state.wait_for(|up| !*up) => {}
+                    LinkMode::Refuse => drop(inbound),
+                    LinkMode::Freeze => {
+                        tokio::spawn(async move {
+                            let _held = inbound;
+                            let _ = watcher.wait_for(|_| false).await;
+                        });
                     }
-                });
+                    LinkMode::Forward | LinkMode::Delay(_) => {
+                        tokio::spawn(async move {
+                            let Ok(outbound) = TcpStream::connect(target).await else {
+                                return;
+                            };
+                            forward(inbound, outbound, watcher).await;
+                        });
+                    }
+                }
             }
         });
-        Self { addr, up }
+        Self { addr, mode }
     }
 
     /// Resets open connections and refuses new ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.set(LinkMode::Refuse);
     }
 
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.set(LinkMode::Forward);
+    }
+
+    pub fn set(&self, mode: LinkMode) {
+        self.mode.send_replace(mode);
     }
 
     /// Store options that reach `pool`'s database through this link.
@@ -355,6 +379,54 @@ impl CuttableLink {
             timeout: Duration::from_millis(500),
         }
     }
+}
+
+/// Pumps both directions until either side closes or the mode says to
+/// reset; a freeze stops the pump for good but keeps both sockets open.
+async fn forward(inbound: TcpStream, outbound: TcpStream, mut mode: watch::Receiver<LinkMode>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let (mut up, mut down) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
+    loop {
+        let (read, to_server) = tokio::select! {
+            read = client_read.read(&mut up) => (read, true),
+            read = server_read.read(&mut down) => (read, false),
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let current = *mode.borrow_and_update();
+                match current {
+                    LinkMode::Refuse => return,
+                    LinkMode::Freeze => break,
+                    LinkMode::Forward | LinkMode::Delay(_) => continue,
+                }
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let current = *mode.borrow();
+        match current {
+            LinkMode::Refuse => return,
+            LinkMode::Freeze => break,
+            LinkMode::Delay(delay) => tokio::time::sleep(delay).await,
+            LinkMode::Forward => {}
+        }
+        let written = if to_server {
+            server_write.write_all(&up[..n]).await
+        } else {
+            client_write.write_all(&down[..n]).await
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+    // Frozen: hold every half until the test is over.
+    let _held = (client_read, client_write, server_read, server_write);
+    let _ = mode.wait_for(|_| false).await;
 }
 
 /// The Redis the tests share; each test uses its own key prefix.
@@ -379,6 +451,52 @@ pub fn redis_addr() -> SocketAddr {
 /// A key prefix no other test uses.
 pub fn unique_prefix() -> String {
     format!("gatepass-test:{}:", uuid_like())
+}
+
+/// 16 random hex digits.
+pub fn unique_suffix() -> String {
+    uuid_like()
+}
+
+/// Reads a `gatepass serve` child's JSON log until it announces its
+/// addresses; returns the HTTP and gRPC addresses and a thread collecting
+/// the rest of the log.
+pub async fn serving_addresses(
+    serve: &mut std::process::Child,
+) -> (String, String, std::thread::JoinHandle<String>) {
+    use std::io::Read;
+    let mut stderr = serve.stderr.take().expect("stderr is piped");
+    let (chunks_tx, chunks_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let chunk = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            all += &chunk;
+            let _ = chunks_tx.send(chunk);
+        }
+        all
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let serving = loop {
+        while let Ok(chunk) = chunks_rx.try_recv() {
+            seen += &chunk;
+        }
+        if let Some(line) = seen.lines().find(|l| l.contains("gatepass serving")) {
+            break serde_json::from_str::<serde_json::Value>(line).expect("JSON logs");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never started: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let address = |name: &str| serving["fields"][name].as_str().unwrap().to_owned();
+    (address("http"), address("grpc"), reader)
 }
 
 fn uuid_like() -> String {

@@ -6,6 +6,7 @@ mod admin;
 mod cache;
 mod cli;
 mod envoy;
+mod faults;
 mod grpc;
 mod helpers;
 mod hostile;
