@@ -455,6 +455,11 @@ async fn a_database_that_resets_connections_never_stalls_a_cached_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_gone_never_stalls_a_cached_check() {
+    database_fault(LinkMode::Closed, "database gone (connections refused)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_slower_than_the_timeout_never_stalls_a_cached_check() {
     database_fault(
         LinkMode::Delay(Duration::from_millis(400)),
@@ -521,7 +526,7 @@ async fn sigterm_under_load_answers_every_request_already_sent_and_flushes_last_
     let store = db.store();
     let fixtures = Fixtures { store: &store };
     fixtures.service("billing", "").await;
-    for round in 0..3 {
+    for round in 0..5 {
         let (token, id) = fixtures.token(TokenSpec::default()).await;
         let mut serve = Command::new(env!("CARGO_BIN_EXE_gatepass"))
             .arg("serve")

@@ -307,6 +307,9 @@ pub enum LinkMode {
     Forward,
     /// Open connections are reset, new ones accepted and closed at once.
     Refuse,
+    /// Open connections are reset and nothing listens: new connections are
+    /// refused by the kernel, as when the server process is gone.
+    Closed,
     /// Open and new connections are held open and never forwarded again,
     /// even after the link forwards once more: they are abandoned, as
     /// after a failover or a dead NAT entry.
@@ -317,21 +320,46 @@ pub enum LinkMode {
 
 impl CuttableLink {
     pub async fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let mut listener = Some(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = listener.as_ref().unwrap().local_addr().unwrap();
         let (mode, _) = watch::channel(LinkMode::Forward);
         let mode = Arc::new(mode);
         let state = mode.clone();
         tokio::spawn(async move {
+            let mut modes = state.subscribe();
             loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    return;
+                let Some(open) = listener.as_ref() else {
+                    // Closed: nothing listens, the kernel refuses.
+                    if modes.wait_for(|m| *m != LinkMode::Closed).await.is_err() {
+                        return;
+                    }
+                    listener = Some(
+                        TcpListener::bind(addr)
+                            .await
+                            .expect("the link's port is free"),
+                    );
+                    continue;
+                };
+                let inbound = tokio::select! {
+                    accepted = open.accept() => match accepted {
+                        Ok((inbound, _)) => inbound,
+                        Err(_) => return,
+                    },
+                    changed = modes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if *modes.borrow_and_update() == LinkMode::Closed {
+                            listener = None;
+                        }
+                        continue;
+                    }
                 };
                 let mut watcher = state.subscribe();
                 let current = *watcher.borrow_and_update();
                 match current {
                     // Cut: accept and close at once, like a dead server.
-                    LinkMode::Refuse => drop(inbound),
+                    LinkMode::Refuse | LinkMode::Closed => drop(inbound),
                     LinkMode::Freeze => {
                         tokio::spawn(async move {
                             let _held = inbound;
@@ -398,7 +426,7 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, mut mode: watch::Recei
                 }
                 let current = *mode.borrow_and_update();
                 match current {
-                    LinkMode::Refuse => return,
+                    LinkMode::Refuse | LinkMode::Closed => return,
                     LinkMode::Freeze => break,
                     LinkMode::Forward | LinkMode::Delay(_) => continue,
                 }
@@ -410,7 +438,7 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, mut mode: watch::Recei
         };
         let current = *mode.borrow();
         match current {
-            LinkMode::Refuse => return,
+            LinkMode::Refuse | LinkMode::Closed => return,
             LinkMode::Freeze => break,
             LinkMode::Delay(delay) => tokio::time::sleep(delay).await,
             LinkMode::Forward => {}
