@@ -187,19 +187,9 @@ impl Tiers {
     /// I/O.
     pub async fn lookup(&self, key: TokenKey, now_ms: i64) -> Result<Lookup, Arc<StoreError>> {
         let inner = &self.inner;
-        let ttl_ms = if self.feed_connected() {
-            inner.ttl_ms
-        } else {
-            DEGRADED_TTL_MS.min(inner.ttl_ms)
-        };
-        let trusted_since_ms = inner.trusted_since_ms.load(Ordering::Acquire);
-        let stale = match inner.memory.get(&key, now_ms, ttl_ms, trusted_since_ms) {
-            Hit::Fresh(token) => return Ok(self.answered(found(token, Outcome::L1Hit))),
-            Hit::Negative(token) => {
-                return Ok(self.answered(found_or_absent(token, Outcome::L1Negative)));
-            }
-            Hit::Stale(token) => Some(token),
-            Hit::Miss => None,
+        let stale = match self.memory_answer(key, now_ms) {
+            Ok(lookup) => return Ok(self.answered(lookup)),
+            Err(stale) => stale,
         };
         let Some(stale) = stale.filter(|stale| now_ms - stale.fetched_ms <= inner.max_stale_ms)
         else {
@@ -240,6 +230,27 @@ impl Tiers {
         }
     }
 
+    /// L1's answer for `key`, or the stale entry (if any) when it has none.
+    fn memory_answer(
+        &self,
+        key: TokenKey,
+        now_ms: i64,
+    ) -> Result<Lookup, Option<Arc<CachedToken>>> {
+        let inner = &self.inner;
+        let ttl_ms = if self.feed_connected() {
+            inner.ttl_ms
+        } else {
+            DEGRADED_TTL_MS.min(inner.ttl_ms)
+        };
+        let trusted_since_ms = inner.trusted_since_ms.load(Ordering::Acquire);
+        match inner.memory.get(&key, now_ms, ttl_ms, trusted_since_ms) {
+            Hit::Fresh(token) => Ok(found(token, Outcome::L1Hit)),
+            Hit::Negative(token) => Ok(found_or_absent(token, Outcome::L1Negative)),
+            Hit::Stale(token) => Err(Some(token)),
+            Hit::Miss => Err(None),
+        }
+    }
+
     /// Counts where a lookup was answered (the hot path: atomic adds).
     fn answered(&self, lookup: Lookup) -> Lookup {
         self.inner
@@ -251,6 +262,12 @@ impl Tiers {
     /// L2, then the database; fills the tiers above on the way back.
     async fn fetch(&self, key: TokenKey, now_ms: i64) -> Shared {
         let inner = &self.inner;
+        // A caller that missed L1 just before the previous flight filled it
+        // and retired starts a new flight: it finds the fill here instead
+        // of querying again.
+        if let Ok(lookup) = self.memory_answer(key, now_ms) {
+            return Ok(lookup);
+        }
         // Once per flight, not per caller: a burst for one new token costs
         // one unit of the budget. Junk reaches neither Redis nor the
         // database past it.
