@@ -6,8 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::authz::{Authorizer, CheckRequest, Decision, NetList, Requirements};
+use crate::check::Authorizer;
+use crate::decision::{CheckRequest, Decision};
 use crate::http::{authorization, client_ip, deny, unavailable};
+use crate::model::{NetList, Requirements};
 use crate::provision::{self, ProvisionError, TokenRequest};
 use crate::store::StoreError;
 

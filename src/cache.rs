@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use crate::authz::TokenRecord;
-use crate::metrics::{Metrics, Operation};
+use crate::metrics::{LookupResult, Metrics, Operation, Tier};
+use crate::model::TokenRecord;
 use crate::store::{Store, StoreError};
 use crate::token::TokenKey;
 use flight::Flights;
@@ -63,6 +63,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The lookups this answer took, tier by tier, as the metric counts
+    /// them.
+    pub fn tiers(self) -> &'static [(Tier, LookupResult)] {
+        use LookupResult::{Hit, Miss, Negative, Stale};
+        match self {
+            Self::L1Hit => &[(Tier::L1, Hit)],
+            Self::L1Negative => &[(Tier::L1, Negative)],
+            Self::L2Hit => &[(Tier::L1, Miss), (Tier::L2, Hit)],
+            Self::L2Negative => &[(Tier::L1, Miss), (Tier::L2, Negative)],
+            Self::Db => &[(Tier::L1, Miss), (Tier::Db, Hit)],
+            Self::DbNegative => &[(Tier::L1, Miss), (Tier::Db, Negative)],
+            Self::Stale => &[(Tier::L1, Stale)],
+            Self::Unknown => &[(Tier::L1, Negative)],
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::L1Hit => "l1_hit",
@@ -253,9 +269,14 @@ impl Tiers {
 
     /// Counts where a lookup was answered (the hot path: atomic adds).
     fn answered(&self, lookup: Lookup) -> Lookup {
-        self.inner
-            .metrics
-            .record_outcome(lookup.outcome, lookup.l2_missed);
+        let metrics = &self.inner.metrics;
+        for &(tier, result) in lookup.outcome.tiers() {
+            metrics.record_lookup(tier, result);
+        }
+        // Redis was asked before the database answered.
+        if lookup.l2_missed {
+            metrics.record_lookup(Tier::L2, LookupResult::Miss);
+        }
         lookup
     }
 

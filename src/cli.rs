@@ -9,11 +9,13 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::authz::policy::{PolicyError, PolicyHandle};
-use crate::authz::{AuthorizationHeader, Authorizer, CheckRequest, Decision, Requirements};
 use crate::cache::Tiers;
+use crate::check::Authorizer;
 use crate::config::{Settings, SettingsArgs};
+use crate::decision::{AuthorizationHeader, CheckRequest, Decision};
 use crate::metrics::Metrics;
+use crate::model::Requirements;
+use crate::policy_file::{PolicyError, PolicyHandle};
 use crate::provision::{self, ProvisionError, TokenRequest};
 use crate::store::{Service, Store, TokenInfo};
 use crate::{server, telemetry};
@@ -177,8 +179,8 @@ pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliEr
 }
 
 async fn serve(settings: Settings, store: Store) -> Result<ExitCode, CliError> {
-    let shutdown =
-        server::ShutdownSignal::install().context("cannot listen for SIGTERM and SIGINT")?;
+    let shutdown = crate::shutdown::ShutdownSignal::install()
+        .context("cannot listen for SIGTERM and SIGINT")?;
     let empty = store
         .list_services()
         .await

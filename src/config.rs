@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::authz::{NetList, RefreshLifetimes};
 use crate::cache::{CacheOptions, RedisOptions};
+use crate::check::RefreshLifetimes;
+use crate::model::NetList;
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
 

@@ -15,13 +15,13 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
-use crate::authz::client_ip::client_behind_envoy;
-use crate::authz::{
-    AuthorizationHeader, Authorizer, CheckRequest, Decision, DenyReason, Requirements, TokenRecord,
-};
+use crate::check::Authorizer;
 use crate::config::IdentityHeaders;
+use crate::decision::client_ip::client_behind_envoy;
+use crate::decision::{AuthorizationHeader, CheckRequest, Decision, DenyReason};
 use crate::metrics::{Metrics, Surface};
-use crate::server::Drain;
+use crate::model::{Requirements, TokenRecord};
+use crate::shutdown::Drain;
 use crate::telemetry::observe_check;
 
 pub use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer};

@@ -3,20 +3,23 @@
 //! `POST /v1/tokens/refresh`. All translate into the decision core's request
 //! and back; they decide nothing themselves.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use futures_util::future::LocalBoxFuture;
 
-use crate::authz::client_ip::client_behind_proxies;
-use crate::authz::{
-    AuthorizationHeader, Authorizer, CheckRequest, Decision, DenyReason, NetList, Refresh,
-    RefreshLifetimes, Requirements,
-};
+use crate::check::{Authorizer, Refresh, RefreshLifetimes};
 use crate::config::IdentityHeaders;
+use crate::decision::client_ip::client_behind_proxies;
+use crate::decision::{AuthorizationHeader, CheckRequest, Decision, DenyReason};
 use crate::metrics::{Metrics, Surface};
+use crate::model::{NetList, Requirements};
+use crate::shutdown::Drain;
 use crate::telemetry::observe_check;
 
 // Header names as constants: looking a header up by `&str` parses the name
@@ -259,4 +262,61 @@ fn first_present<'a>(headers: &'a HeaderMap, names: &[HeaderName]) -> Option<&'a
     names
         .iter()
         .find_map(|name| headers.get(name).map(HeaderValue::as_bytes))
+}
+
+/// HTTP requests count in the drain through this middleware; while
+/// draining, answers carry `Connection: close`.
+impl<S, B> Transform<S, ServiceRequest> for Drain
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = Draining<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(Draining {
+            service: Rc::new(service),
+            drain: self.clone(),
+        }))
+    }
+}
+
+/// The middleware [`Drain`] makes for each HTTP worker.
+pub struct Draining<S> {
+    service: Rc<S>,
+    drain: Drain,
+}
+
+impl<S, B> Service<ServiceRequest> for Draining<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let in_flight = self.drain.enter();
+        let (service, drain) = (self.service.clone(), self.drain.clone());
+        Box::pin(async move {
+            let mut response = service.call(request).await?;
+            // While draining, clients are told to take their next request
+            // elsewhere rather than find this connection closed.
+            if drain.draining() {
+                response
+                    .response_mut()
+                    .head_mut()
+                    .set_connection_type(ConnectionType::Close);
+            }
+            drop(in_flight);
+            Ok(response)
+        })
+    }
 }

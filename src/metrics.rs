@@ -11,8 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::authz::{CheckError, Decision, DenyReason};
-use crate::cache::Outcome;
+use crate::decision::{Decision, DenyReason};
 
 /// Buckets fine enough to tell 50 µs from 500 µs, up to a second.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -283,28 +282,24 @@ impl Metrics {
         })
     }
 
-    /// Records one check: its latency and its decision.
-    pub fn record_check(
-        &self,
-        surface: Surface,
-        result: Result<&Decision, &CheckError>,
-        elapsed: Duration,
-    ) {
+    /// Records one check: its latency and its decision (`None`: the answer
+    /// could not be known).
+    pub fn record_check(&self, surface: Surface, answer: Option<&Decision>, elapsed: Duration) {
         let metrics = match surface {
             Surface::Grpc => &self.inner.grpc,
             Surface::Http => &self.inner.http,
         };
         let seconds = elapsed.as_secs_f64();
-        match result {
-            Ok(Decision::Allow(_)) => {
+        match answer {
+            Some(Decision::Allow(_)) => {
                 metrics.duration[0].observe(seconds);
                 metrics.allowed.inc();
             }
-            Ok(Decision::Deny(reason)) => {
+            Some(Decision::Deny(reason)) => {
                 metrics.duration[1].observe(seconds);
                 metrics.denied[reason.index()].inc();
             }
-            Err(_) => {
+            None => {
                 metrics.duration[2].observe(seconds);
                 metrics.unavailable.inc();
             }
@@ -313,28 +308,6 @@ impl Metrics {
 
     pub fn record_lookup(&self, tier: Tier, result: LookupResult) {
         self.inner.lookups[tier as usize][result as usize].inc();
-    }
-
-    /// Records how a lookup was answered, tier by tier; `l2_missed` when
-    /// Redis was asked before the database answered.
-    pub fn record_outcome(&self, outcome: Outcome, l2_missed: bool) {
-        use LookupResult::{Hit, Miss, Negative, Stale};
-        let walk: &[(Tier, LookupResult)] = match outcome {
-            Outcome::L1Hit => &[(Tier::L1, Hit)],
-            Outcome::L1Negative => &[(Tier::L1, Negative)],
-            Outcome::L2Hit => &[(Tier::L1, Miss), (Tier::L2, Hit)],
-            Outcome::L2Negative => &[(Tier::L1, Miss), (Tier::L2, Negative)],
-            Outcome::Db => &[(Tier::L1, Miss), (Tier::Db, Hit)],
-            Outcome::DbNegative => &[(Tier::L1, Miss), (Tier::Db, Negative)],
-            Outcome::Stale => &[(Tier::L1, Stale)],
-            Outcome::Unknown => &[(Tier::L1, Negative)],
-        };
-        for &(tier, result) in walk {
-            self.record_lookup(tier, result);
-        }
-        if l2_missed {
-            self.record_lookup(Tier::L2, Miss);
-        }
     }
 
     pub fn record_store(&self, operation: Operation, elapsed: Duration, ok: bool) {
@@ -406,10 +379,12 @@ mod tests {
         let metrics = Metrics::new().unwrap();
         metrics.record_check(
             Surface::Http,
-            Ok(&Decision::Deny(DenyReason::TokenRevoked)),
+            Some(&Decision::Deny(DenyReason::TokenRevoked)),
             Duration::from_micros(40),
         );
-        metrics.record_outcome(Outcome::Db, true);
+        metrics.record_lookup(Tier::L1, LookupResult::Miss);
+        metrics.record_lookup(Tier::Db, LookupResult::Hit);
+        metrics.record_lookup(Tier::L2, LookupResult::Miss);
         let text = metrics.encode().unwrap();
         assert!(text.contains(
             r#"gatepass_checks_total{decision="deny",reason="token_revoked",surface="http"} 1"#

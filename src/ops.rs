@@ -3,9 +3,9 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::authz::policy::PolicyHandle;
 use crate::cache::Tiers;
 use crate::metrics::Readings;
+use crate::policy_file::PolicyHandle;
 
 /// What the ops endpoints read.
 #[derive(Debug, Clone)]

@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::authz::abilities::parse_ability_list;
-use crate::authz::{NetList, TokenKind};
 use crate::config::parse_duration;
-use crate::store::{NewToken, Service, ServiceChange, ServiceName, Store, StoreError, TokenInfo};
+use crate::model::parse_ability_list;
+use crate::model::{NetList, ServiceName, TokenKind};
+use crate::store::{NewToken, Service, ServiceChange, Store, StoreError, TokenInfo};
 use crate::token::{IssuedToken, TokenFormat};
 
 #[derive(Debug, thiserror::Error)]

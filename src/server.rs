@@ -4,16 +4,11 @@
 //! answered), then the listeners stop, then the last `last_used_at` flush.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::{ServerHandle, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::ConnectionType;
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use futures_util::future::LocalBoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,14 +17,15 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::admin::{self, AdminState};
-use crate::authz::Authorizer;
-use crate::authz::policy::PolicyHandle;
 use crate::cache::{Redis, Tiers, invalidation};
+use crate::check::Authorizer;
 use crate::config::Settings;
 use crate::grpc::{AuthorizationServer, ExtAuthz, GrpcOptions};
 use crate::http::{HttpOptions, HttpState};
 use crate::metrics::Metrics;
 use crate::ops::OpsState;
+use crate::policy_file::PolicyHandle;
+use crate::shutdown::{Drain, stopped};
 use crate::store::Store;
 use crate::usage::{self, FlushStats};
 use crate::{http, ops};
@@ -252,160 +248,6 @@ impl Running {
         }
         stopped?
     }
-}
-
-/// Requests in flight on every surface, and whether gatepass is draining.
-/// Shared by the listeners: HTTP wraps every request in it (as actix-web
-/// middleware), gRPC every `Check`.
-#[derive(Debug, Clone, Default)]
-pub struct Drain {
-    inner: Arc<DrainState>,
-}
-
-#[derive(Debug, Default)]
-struct DrainState {
-    in_flight: AtomicUsize,
-    draining: AtomicBool,
-}
-
-/// How long a drain lasts at least: a request a client wrote just before
-/// the signal may still sit unread in its socket.
-const DRAIN_AT_LEAST: Duration = Duration::from_millis(250);
-
-impl Drain {
-    /// Counts a request until the guard is dropped.
-    pub fn enter(&self) -> InFlight {
-        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight {
-            state: self.inner.clone(),
-        }
-    }
-
-    pub fn draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
-    }
-
-    /// Starts draining, then waits until nothing has been in flight at
-    /// some moment after [`DRAIN_AT_LEAST`], or until `deadline`.
-    async fn until_quiet(&self, deadline: tokio::time::Instant) {
-        self.inner.draining.store(true, Ordering::Release);
-        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + DRAIN_AT_LEAST)).await;
-        while self.inner.in_flight.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-/// One request in flight.
-#[derive(Debug)]
-pub struct InFlight {
-    state: Arc<DrainState>,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl<S, B> Transform<S, ServiceRequest> for Drain
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = Draining<S>;
-    type InitError = ();
-    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(Draining {
-            service: Rc::new(service),
-            drain: self.clone(),
-        }))
-    }
-}
-
-/// The middleware [`Drain`] makes for each HTTP worker.
-pub struct Draining<S> {
-    service: Rc<S>,
-    drain: Drain,
-}
-
-impl<S, B> Service<ServiceRequest> for Draining<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, request: ServiceRequest) -> Self::Future {
-        let in_flight = self.drain.enter();
-        let (service, drain) = (self.service.clone(), self.drain.clone());
-        Box::pin(async move {
-            let mut response = service.call(request).await?;
-            // While draining, clients are told to take their next request
-            // elsewhere rather than find this connection closed.
-            if drain.draining() {
-                response
-                    .response_mut()
-                    .head_mut()
-                    .set_connection_type(ConnectionType::Close);
-            }
-            drop(in_flight);
-            Ok(response)
-        })
-    }
-}
-
-/// SIGTERM and SIGINT, listened for from the moment this is created: install
-/// it before announcing that gatepass serves, so a stop signal sent right
-/// after the announcement is handled, not fatal.
-#[derive(Debug)]
-pub struct ShutdownSignal {
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignal {
-    pub fn install() -> std::io::Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(Self {
-                terminate: signal(SignalKind::terminate())?,
-                interrupt: signal(SignalKind::interrupt())?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Self {})
-    }
-
-    /// Resolves on the first SIGTERM or SIGINT.
-    pub async fn received(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live across an await.
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
 /// gRPC health for the whole server and for the Authorization service.

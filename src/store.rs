@@ -6,7 +6,6 @@ mod connections;
 mod postgres;
 mod sqlite;
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::authz::{Ability, NetList, TokenKind, TokenRecord};
+use crate::model::{Ability, NetList, ServiceName, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 pub use postgres::PostgresStore;
 use sqlite::SqliteChanges;
@@ -72,44 +71,6 @@ pub struct StoreOptions {
     /// Bound on waiting for a connection, so a dead database turns into a
     /// quick UNAVAILABLE instead of a hung check.
     pub timeout: Duration,
-}
-
-/// A service name: 1 to 64 characters from `[a-z0-9._-]`, starting with a
-/// letter or digit, so it is safe in headers, logs and shell scripts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ServiceName(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid service name {0:?}: use 1 to 64 characters from a-z, 0-9, '.', '_', '-', starting with a letter or digit"
-)]
-pub struct InvalidServiceName(pub String);
-
-impl ServiceName {
-    pub fn parse(name: &str) -> Result<Self, InvalidServiceName> {
-        let bytes = name.as_bytes();
-        let valid = (1..=64).contains(&bytes.len())
-            && bytes[0].is_ascii_alphanumeric()
-            && bytes.iter().all(|&b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            });
-        if valid {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(InvalidServiceName(name.to_owned()))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A service as operators see it.

@@ -11,8 +11,9 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::authz::{CheckError, Decision, Verdict};
+use crate::check::{CheckError, Verdict};
 use crate::config::{LogFormat, Settings};
+use crate::decision::Decision;
 use crate::metrics::{Metrics, Surface};
 
 /// Logs to stderr. `serve` logs at the configured level; the other commands
@@ -81,7 +82,7 @@ pub fn observe_check(
     started: Instant,
     result: &Result<Verdict, CheckError>,
 ) {
-    let decision = result.as_ref().map(|verdict| &verdict.decision);
+    let decision = result.as_ref().ok().map(|verdict| &verdict.decision);
     metrics.record_check(surface, decision, started.elapsed());
     match result {
         Ok(verdict) => {

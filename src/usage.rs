@@ -84,7 +84,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 _ = ticks.tick() => { self.flush().await; }
-                _ = crate::server::stopped(&mut shutdown) => break,
+                _ = crate::shutdown::stopped(&mut shutdown) => break,
             }
         }
         let written = tokio::time::timeout(final_bound, self.flush()).await;

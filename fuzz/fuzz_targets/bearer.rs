@@ -13,7 +13,7 @@
 //! value; 2, the rest is several values separated by NUL; 3, no value at
 //! all (the rest still goes through `bearer_token`).
 
-use gatepass::authz::{AuthorizationHeader, DenyReason, bearer_token};
+use gatepass::decision::{AuthorizationHeader, DenyReason, bearer_token};
 use gatepass_fuzz::reference;
 use libfuzzer_sys::fuzz_target;
 

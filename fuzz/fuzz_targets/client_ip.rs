@@ -22,8 +22,8 @@
 
 use std::net::IpAddr;
 
-use gatepass::authz::NetList;
-use gatepass::authz::client_ip::{client_behind_envoy, client_behind_proxies};
+use gatepass::model::NetList;
+use gatepass::decision::client_ip::{client_behind_envoy, client_behind_proxies};
 use gatepass_fuzz::reference::{self, Entry};
 use libfuzzer_sys::fuzz_target;
 

@@ -28,7 +28,7 @@
 
 use std::sync::OnceLock;
 
-use gatepass::authz::policy::{Glob, normalize_path, readable};
+use gatepass::decision::policy::{Glob, normalize_path, readable};
 use gatepass_fuzz::reference;
 use libfuzzer_sys::fuzz_target;
 

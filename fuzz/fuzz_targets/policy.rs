@@ -20,9 +20,9 @@
 
 use std::sync::OnceLock;
 
-use gatepass::authz::abilities::parse_ability_list;
-use gatepass::authz::policy::{Policy, normalize_path, readable};
-use gatepass::authz::{Abilities, Requirements};
+use gatepass::model::parse_ability_list;
+use gatepass::decision::policy::{Policy, normalize_path, readable};
+use gatepass::model::{Abilities, Requirements};
 use libfuzzer_sys::fuzz_target;
 
 const PREFIX_POLICY: &str = r#"

@@ -19,8 +19,8 @@
 //! `require_any` group, anything else a `require_all` list), `--`
 //! switching from the first set to the second, `^` extra held abilities.
 
-use gatepass::authz::abilities::parse_ability_list;
-use gatepass::authz::{Abilities, Ability, Requirements};
+use gatepass::model::parse_ability_list;
+use gatepass::model::{Abilities, Ability, Requirements};
 use gatepass_fuzz::reference;
 use libfuzzer_sys::fuzz_target;
 

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use gatepass::authz::NetList;
+use gatepass::model::NetList;
 use gatepass::token::checksum;
 
 // ---------------------------------------------------------------- tokens

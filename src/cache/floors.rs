@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::authz::TokenRecord;
+use crate::model::TokenRecord;
 use crate::token::TokenKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

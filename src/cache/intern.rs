@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::authz::{Abilities, ServiceRecord, TokenRecord};
+use crate::model::{Abilities, ServiceRecord, TokenRecord};
 
 #[derive(Debug, Default)]
 pub struct Interner {
@@ -44,8 +44,8 @@ fn share<K: Eq + Hash, V>(map: &Mutex<HashMap<K, Weak<V>>>, key: K, value: Arc<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::abilities::parse_ability_list;
-    use crate::authz::{NetList, TokenKind};
+    use crate::model::parse_ability_list;
+    use crate::model::{NetList, TokenKind};
     use crate::token::TokenDigest;
 
     fn record(id: i64, service_version: i64, abilities: &str) -> TokenRecord {

@@ -35,7 +35,7 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
     pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let connected = tokio::select! {
-            _ = crate::server::stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
             feed = tiers.store().changes() => feed,
         };
         let mut feed = match connected {
@@ -45,7 +45,7 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
                     tracing::warn!(%error, "cannot subscribe to changes; retrying");
                 }
                 tokio::select! {
-                    _ = crate::server::stopped(&mut shutdown) => return,
+                    _ = crate::shutdown::stopped(&mut shutdown) => return,
                     _ = tokio::time::sleep(retry) => {}
                 }
                 retry = (retry * 2).min(RETRY_MAX);
@@ -72,7 +72,7 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
         tracing::info!("listening for token and service changes");
         loop {
             tokio::select! {
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
                 _ = prune.tick() => {
                     let ttl_ms = i64::try_from(floor_ttl.as_millis()).unwrap_or(i64::MAX);
                     tiers.prune_floors(super::redis::now_ms().saturating_sub(ttl_ms));

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use quick_cache::sync::Cache;
 
-use crate::authz::TokenRecord;
+use crate::model::TokenRecord;
 use crate::token::TokenKey;
 
 /// A token as cached, with what last-used batching needs.

@@ -19,9 +19,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
 use serde::{Deserialize, Serialize};
 
-use crate::authz::abilities::Ability;
-use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::metrics::Metrics;
+use crate::model::Ability;
+use crate::model::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::{TokenDigest, TokenKey};
 
 /// Consecutive failures that open the breaker, and how often an open

@@ -12,10 +12,10 @@ use sqlx::{ConnectOptions, Connection, Row};
 
 use super::connections::Connections;
 use super::{
-    NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions, Successor,
-    TokenInfo, digests, redact_url, rotated, service_not_found,
+    NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor, TokenInfo,
+    digests, redact_url, rotated, service_not_found,
 };
-use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::model::{Abilities, NetList, ServiceName, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");

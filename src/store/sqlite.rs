@@ -18,10 +18,10 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 
 use super::connections::Connections;
 use super::{
-    Change, NewToken, Rotated, Service, ServiceChange, ServiceName, StoreError, StoreOptions,
-    Successor, TokenInfo, digests, redact_url, rotated, service_not_found,
+    Change, NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor,
+    TokenInfo, digests, redact_url, rotated, service_not_found,
 };
-use crate::authz::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::model::{Abilities, NetList, ServiceName, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");

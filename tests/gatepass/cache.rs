@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use gatepass::authz::{Authorizer, CheckRequest, Decision, DenyReason};
 use gatepass::cache::Outcome;
+use gatepass::check::Authorizer;
+use gatepass::decision::{CheckRequest, Decision, DenyReason};
 use gatepass::token::TokenFormat;
 use sqlx::PgPool;
 
@@ -547,7 +548,7 @@ async fn cached_tokens_survive_a_database_outage_and_service_resumes(pool: PgPoo
         let authorizer = authorizer.clone();
         async move {
             let request = CheckRequest {
-                authorization: gatepass::authz::AuthorizationHeader::One(header.as_bytes()),
+                authorization: gatepass::decision::AuthorizationHeader::One(header.as_bytes()),
                 ..Default::default()
             };
             authorizer

@@ -45,7 +45,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::v3::StatusCode;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::google::protobuf::{Any, Duration};
-use gatepass::authz::abilities::parse_ability_list;
+use gatepass::model::parse_ability_list;
 use gatepass::config::IdentityHeaders;
 use prost_reflect::prost::Name;
 use sqlx::PgPool;

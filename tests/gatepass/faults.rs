@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gatepass::authz::{Decision, DenyReason};
 use gatepass::config::SettingsArgs;
+use gatepass::decision::{Decision, DenyReason};
 use gatepass::store::{PostgresStore, Store};
 use reqwest::Client;
 use sqlx::PgPool;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gatepass::authz::abilities::parse_ability_list;
-use gatepass::authz::{NetList, TokenKind};
 use gatepass::config::{Settings, SettingsArgs};
+use gatepass::model::ServiceName;
+use gatepass::model::parse_ability_list;
+use gatepass::model::{NetList, TokenKind};
 use gatepass::server::{self, Running};
-use gatepass::store::{NewToken, PostgresStore, ServiceChange, ServiceName, Store, StoreOptions};
+use gatepass::store::{NewToken, PostgresStore, ServiceChange, Store, StoreOptions};
 use gatepass::token::{IssuedToken, TokenFormat};
 use sqlx::ConnectOptions;
 use sqlx::PgPool;
@@ -42,7 +43,7 @@ pub struct TestApp {
     pub store: Store,
     pub tiers: gatepass::cache::Tiers,
     pub usage_stats: watch::Receiver<gatepass::usage::FlushStats>,
-    pub policy: Option<gatepass::authz::policy::PolicyHandle>,
+    pub policy: Option<gatepass::policy_file::PolicyHandle>,
     pub running: Option<Running>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -108,16 +109,19 @@ impl TestApp {
     pub async fn check(
         &self,
         token: &str,
-    ) -> (gatepass::authz::Decision, Option<gatepass::cache::Outcome>) {
-        let authorizer = gatepass::authz::Authorizer::new(
+    ) -> (
+        gatepass::decision::Decision,
+        Option<gatepass::cache::Outcome>,
+    ) {
+        let authorizer = gatepass::check::Authorizer::new(
             self.tiers.clone(),
             None,
             TokenFormat::default(),
             None,
         );
         let header = format!("Bearer {token}");
-        let request = gatepass::authz::CheckRequest {
-            authorization: gatepass::authz::AuthorizationHeader::One(header.as_bytes()),
+        let request = gatepass::decision::CheckRequest {
+            authorization: gatepass::decision::AuthorizationHeader::One(header.as_bytes()),
             ..Default::default()
         };
         let verdict = authorizer.check(&request).await.expect("check answers");

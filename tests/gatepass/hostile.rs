@@ -595,7 +595,7 @@ async fn junk_tokens_of_either_shape_stay_off_the_database(pool: PgPool) {
         let started = Instant::now();
         for token in junk {
             let (decision, _) = app.check(token).await;
-            assert!(matches!(decision, gatepass::authz::Decision::Deny(_)));
+            assert!(matches!(decision, gatepass::decision::Decision::Deny(_)));
         }
         let seconds = started.elapsed().as_secs() + 1;
         let lookups = app.store.lookup_count() - before;

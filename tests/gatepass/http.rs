@@ -325,7 +325,7 @@ async fn refresh_tokens_rotate_once_and_a_replay_revokes_the_family(pool: PgPool
     fixtures.service("billing", "").await;
     let (first, _) = fixtures
         .token(crate::helpers::TokenSpec {
-            kind: gatepass::authz::TokenKind::Refresh,
+            kind: gatepass::model::TokenKind::Refresh,
             abilities: "orders:read",
             ..Default::default()
         })
@@ -379,7 +379,7 @@ async fn concurrent_refreshes_of_one_token_issue_once(pool: PgPool) {
     fixtures.service("billing", "").await;
     let (token, _) = fixtures
         .token(crate::helpers::TokenSpec {
-            kind: gatepass::authz::TokenKind::Refresh,
+            kind: gatepass::model::TokenKind::Refresh,
             ..Default::default()
         })
         .await;

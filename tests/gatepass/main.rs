@@ -11,6 +11,7 @@ mod grpc;
 mod helpers;
 mod hostile;
 mod http;
+mod layering;
 mod migrate;
 mod monitoring;
 mod nginx;

@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
-use gatepass::authz::{NetList, TokenKind};
-use gatepass::store::{Change, ServiceChange, ServiceName, StoreError};
+use gatepass::model::ServiceName;
+use gatepass::model::{NetList, TokenKind};
+use gatepass::store::{Change, ServiceChange, StoreError};
 use gatepass::token::TokenDigest;
 
 use crate::helpers::{Fixtures, TestDb, TokenSpec};

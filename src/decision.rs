@@ -1,9 +1,10 @@
-//! The decision core (SPEC §3): one function from a transport-neutral
-//! request to `Allow` or `Deny`. Every surface (gRPC, HTTP, the `check`
-//! command) translates into [`CheckRequest`] and out of [`Decision`]; none
-//! decides anything itself.
+//! The decision (SPEC §3): one pure function from a transport-neutral
+//! request to `Allow` or `Deny`, with what it reads from requests: bearer
+//! credentials, client addresses behind proxies, route policies. Every
+//! surface (gRPC, HTTP, the `check` command) translates into
+//! [`CheckRequest`] and out of [`Decision`]; none decides anything itself.
+//! Imports only the token format and the model.
 
-pub mod abilities;
 pub mod client_ip;
 pub mod policy;
 
@@ -12,65 +13,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::cache::{Outcome, Tiers};
-use crate::store::StoreError;
-use crate::store::Successor;
-use crate::token::{IssuedToken, PresentedToken, TokenFormat, TokenKey};
-use crate::usage::UsageRecorder;
-pub use abilities::{Abilities, Ability, Requirements};
-pub use client_ip::NetList;
-use policy::PolicyHandle;
-
-/// A calling system, as the decision needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRecord {
-    pub id: i64,
-    /// Bumped on every change that can alter a decision (cache ordering).
-    pub version: i64,
-    pub name: String,
-    pub is_active: bool,
-    pub ip_allowlist: NetList,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Access,
-    Refresh,
-}
-
-impl TokenKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Access => "access",
-            Self::Refresh => "refresh",
-        }
-    }
-
-    pub fn parse(kind: &str) -> Option<Self> {
-        match kind {
-            "access" => Some(Self::Access),
-            "refresh" => Some(Self::Refresh),
-            _ => None,
-        }
-    }
-}
-
-/// A token row together with its service: everything a decision reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub id: i64,
-    /// Bumped on every change that can alter a decision (cache ordering).
-    pub version: i64,
-    pub digest: crate::token::TokenDigest,
-    pub kind: TokenKind,
-    /// Shared by every cached token with the same abilities.
-    pub abilities: Arc<Abilities>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    /// Shared by every cached token of the service.
-    pub service: Arc<ServiceRecord>,
-}
+use crate::model::{Requirements, TokenKind, TokenRecord};
+use crate::token::PresentedToken;
 
 /// Why a request was denied; the first failing row of SPEC §3 decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,45 +122,6 @@ pub enum Decision {
     Deny(DenyReason),
 }
 
-/// A decision with what explains it: which tier answered (`None` when the
-/// token was rejected before any lookup) and the token found, if any (a
-/// denial's log line names its service and id).
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    pub decision: Decision,
-    pub outcome: Option<Outcome>,
-    pub record: Option<Arc<TokenRecord>>,
-}
-
-impl Verdict {
-    fn before_lookup(reason: DenyReason) -> Self {
-        Self {
-            decision: Decision::Deny(reason),
-            outcome: None,
-            record: None,
-        }
-    }
-}
-
-/// What the refresh endpoint answers.
-#[derive(Debug, Clone)]
-pub enum Refresh {
-    /// The refresh token was spent; these replace it.
-    Rotated {
-        access: IssuedToken,
-        refresh: IssuedToken,
-        record: Arc<TokenRecord>,
-    },
-    Deny(DenyReason),
-}
-
-/// How long tokens issued by a refresh live.
-#[derive(Debug, Clone, Copy)]
-pub struct RefreshLifetimes {
-    pub access: chrono::Duration,
-    pub refresh: chrono::Duration,
-}
-
 /// A check as every surface sees it. `method`, `host` and `path` are what
 /// route policies match on, as the bytes the proxy sent.
 #[derive(Debug, Clone, Default)]
@@ -269,13 +174,6 @@ impl<'a> AuthorizationHeader<'a> {
         bearer_token(value).ok_or(DenyReason::MissingToken)
     }
 }
-
-/// The only error a check can have: the answer cannot be known. Surfaces map
-/// it to UNAVAILABLE / 503, never to an allow. Shared, because one failed
-/// database query answers every check that was waiting on it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("token store unavailable: {0}")]
-pub struct CheckError(pub Arc<StoreError>);
 
 /// What the decision needs besides the token record.
 #[derive(Debug, Clone)]
@@ -350,185 +248,10 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// Resolves tokens and decides. Cheap to clone; shared by every surface.
-#[derive(Debug, Clone)]
-pub struct Authorizer {
-    tiers: Tiers,
-    usage: Option<UsageRecorder>,
-    policy: Option<PolicyHandle>,
-    format: TokenFormat,
-    max_age: Option<chrono::Duration>,
-}
-
-impl Authorizer {
-    /// `usage` records last-used times; the `check` command passes `None`
-    /// because explaining a decision is not a use.
-    pub fn new(
-        tiers: Tiers,
-        usage: Option<UsageRecorder>,
-        format: TokenFormat,
-        max_age: Option<chrono::Duration>,
-    ) -> Self {
-        Self {
-            tiers,
-            usage,
-            policy: None,
-            format,
-            max_age,
-        }
-    }
-
-    /// Adds route requirements from a policy file.
-    pub fn with_policy(mut self, policy: Option<PolicyHandle>) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    pub fn tiers(&self) -> &Tiers {
-        &self.tiers
-    }
-
-    /// The token format tokens are parsed and generated in.
-    pub fn format(&self) -> &TokenFormat {
-        &self.format
-    }
-
-    pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Verdict, CheckError> {
-        let token = match request.authorization.bearer_token() {
-            Ok(token) => token,
-            Err(reason) => return Ok(Verdict::before_lookup(reason)),
-        };
-        let Ok(presented) = self.format.parse(token) else {
-            return Ok(Verdict::before_lookup(DenyReason::MalformedToken));
-        };
-        let now = Utc::now();
-        let lookup = self
-            .tiers
-            .lookup(presented.key, now.timestamp_millis())
-            .await
-            .map_err(CheckError)?;
-        let policy = self.policy.as_ref().map(PolicyHandle::current);
-        let route_requirements = policy
-            .as_ref()
-            .map(|policy| policy.requirements_for(request.method, request.host, request.path));
-        let context = DecisionContext {
-            now,
-            client_ip: request.client_ip,
-            requirements: &request.requirements,
-            route_requirements: route_requirements.as_deref(),
-            max_age: self.max_age,
-            expected_kind: TokenKind::Access,
-        };
-        let record = lookup.token.as_ref().map(|token| token.record.clone());
-        let decision = decide(&presented, record.clone(), &context);
-        if let (Decision::Allow(_), Some(usage), Some(token)) =
-            (&decision, &self.usage, &lookup.token)
-        {
-            usage.record(token, now.timestamp());
-        }
-        Ok(Verdict {
-            decision,
-            outcome: Some(lookup.outcome),
-            record,
-        })
-    }
-
-    /// Spends a refresh token for a new access token and a new refresh
-    /// token (same service, abilities and family). Read from the database,
-    /// never from a cache: a refresh token is single-use, and presenting a
-    /// spent one revokes its whole family (it was stolen, or replayed).
-    pub async fn refresh(
-        &self,
-        request: &CheckRequest<'_>,
-        lifetimes: RefreshLifetimes,
-    ) -> Result<Refresh, CheckError> {
-        let token = match request.authorization.bearer_token() {
-            Ok(token) => token,
-            Err(reason) => return Ok(Refresh::Deny(reason)),
-        };
-        let Ok(presented) = self.format.parse(token) else {
-            return Ok(Refresh::Deny(DenyReason::MalformedToken));
-        };
-        let store = self.tiers.store();
-        let found = match presented.key {
-            TokenKey::Id(id) => store.find_token_by_id(id).await,
-            TokenKey::Digest(digest) => store.find_token_by_digest(&digest).await,
-        };
-        let record = found.map_err(|e| CheckError(Arc::new(e)))?.map(Arc::new);
-        let now = Utc::now();
-        let requirements = Requirements::default();
-        let context = DecisionContext {
-            now,
-            client_ip: request.client_ip,
-            requirements: &requirements,
-            route_requirements: None,
-            max_age: self.max_age,
-            expected_kind: TokenKind::Refresh,
-        };
-        let record = match decide(&presented, record.clone(), &context) {
-            Decision::Allow(record) => record,
-            Decision::Deny(DenyReason::TokenRevoked) => {
-                if let Some(record) = record.filter(|r| r.kind == TokenKind::Refresh) {
-                    self.revoke_family(&record).await?;
-                }
-                return Ok(Refresh::Deny(DenyReason::TokenRevoked));
-            }
-            Decision::Deny(reason) => return Ok(Refresh::Deny(reason)),
-        };
-        let access_secret = self.format.generate_secret();
-        let refresh_secret = self.format.generate_secret();
-        let successor = |secret: &crate::token::Secret, lifetime| Successor {
-            digest: secret.digest(),
-            expires_at: now.checked_add_signed(lifetime),
-        };
-        let rotated = store
-            .rotate_refresh_token(
-                record.id,
-                &successor(&access_secret, lifetimes.access),
-                &successor(&refresh_secret, lifetimes.refresh),
-            )
-            .await
-            .map_err(|e| CheckError(Arc::new(e)))?;
-        let Some(rotated) = rotated else {
-            // Spent between our read and our write: a concurrent replay.
-            self.revoke_family(&record).await?;
-            return Ok(Refresh::Deny(DenyReason::TokenRevoked));
-        };
-        tracing::info!(
-            service = record.service.name.as_str(),
-            spent = record.id,
-            access = rotated.access_id,
-            refresh = rotated.refresh_id,
-            "refresh token rotated"
-        );
-        Ok(Refresh::Rotated {
-            access: IssuedToken::new(rotated.access_id, access_secret),
-            refresh: IssuedToken::new(rotated.refresh_id, refresh_secret),
-            record,
-        })
-    }
-
-    async fn revoke_family(&self, record: &TokenRecord) -> Result<(), CheckError> {
-        let revoked = self
-            .tiers
-            .store()
-            .revoke_family(record.id)
-            .await
-            .map_err(|e| CheckError(Arc::new(e)))?;
-        tracing::warn!(
-            service = record.service.name.as_str(),
-            token_id = record.id,
-            revoked,
-            "spent refresh token presented again: its family is revoked"
-        );
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::abilities::parse_ability_list;
+    use crate::model::{Abilities, NetList, ServiceRecord, parse_ability_list};
     use crate::token::{TokenDigest, TokenKey};
     use chrono::Duration;
 

@@ -22,27 +22,11 @@
 mod path;
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use serde::Deserialize;
-use tokio::sync::watch;
 
-use super::abilities::{Ability, Requirements};
+use crate::model::{Ability, Requirements};
 pub use path::{Glob, normalize_path, readable};
-
-/// How often the file is checked for changes.
-const RELOAD_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct PolicyError {
-    pub path: String,
-    pub message: String,
-}
 
 /// Compiled rules.
 #[derive(Debug, Default)]
@@ -124,15 +108,6 @@ impl Policy {
             None => Requirements::default(),
         };
         Ok(Self { rules, default })
-    }
-
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let error = |message: String| PolicyError {
-            path: path.display().to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-        Self::parse(&text).map_err(error)
     }
 
     /// What the first matching rule (or the default) requires. Method,
@@ -290,73 +265,10 @@ fn one_line(message: &str) -> String {
         .join(" ")
 }
 
-/// The live policy: read on every check without a lock, swapped whole on
-/// reload. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct PolicyHandle {
-    current: Arc<ArcSwap<Policy>>,
-    reload_failures: Arc<AtomicU64>,
-    path: PathBuf,
-}
-
-impl PolicyHandle {
-    /// Loads the file; an invalid file is an error (start-up refuses it).
-    pub fn open(path: &Path) -> Result<Self, PolicyError> {
-        Ok(Self {
-            current: Arc::new(ArcSwap::from_pointee(Policy::load(path)?)),
-            reload_failures: Arc::default(),
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn current(&self) -> arc_swap::Guard<Arc<Policy>> {
-        self.current.load()
-    }
-
-    /// Reloads that were refused because the new file was invalid.
-    pub fn reload_failures(&self) -> u64 {
-        self.reload_failures.load(Ordering::Relaxed)
-    }
-
-    /// Re-reads the file whenever its modification time or size changes,
-    /// until `shutdown`. A bad file keeps the previous policy in force.
-    pub async fn watch(self, mut shutdown: watch::Receiver<bool>) {
-        let mut seen = fingerprint(&self.path);
-        let mut ticks = tokio::time::interval(RELOAD_EVERY);
-        loop {
-            tokio::select! {
-                _ = crate::server::stopped(&mut shutdown) => return,
-                _ = ticks.tick() => {}
-            }
-            let now = fingerprint(&self.path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match Policy::load(&self.path) {
-                Ok(policy) => {
-                    tracing::info!(path = %self.path.display(), rules = policy.rule_count(), "route policy reloaded");
-                    self.current.store(Arc::new(policy));
-                }
-                Err(error) => {
-                    self.reload_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "route policy not reloaded; keeping the previous one");
-                }
-            }
-        }
-    }
-}
-
-fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Abilities;
-    use crate::authz::abilities::parse_ability_list;
+    use crate::model::{Abilities, parse_ability_list};
 
     const POLICY: &str = r#"
 [[rule]]

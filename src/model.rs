@@ -1,0 +1,105 @@
+//! What gatepass knows about callers, as plain data: services, tokens and
+//! their abilities, networks. No I/O and no decisions; every layer above
+//! reads these types.
+
+mod abilities;
+mod nets;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::token::TokenDigest;
+pub use abilities::{Abilities, Ability, InvalidAbility, Requirements, parse_ability_list};
+pub use nets::{InvalidNet, NetList};
+
+/// A calling system, as the decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub id: i64,
+    /// Bumped on every change that can alter a decision (cache ordering).
+    pub version: i64,
+    pub name: String,
+    pub is_active: bool,
+    pub ip_allowlist: NetList,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "access" => Some(Self::Access),
+            "refresh" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// A token row together with its service: everything a decision reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    /// Bumped on every change that can alter a decision (cache ordering).
+    pub version: i64,
+    pub digest: TokenDigest,
+    pub kind: TokenKind,
+    /// Shared by every cached token with the same abilities.
+    pub abilities: Arc<Abilities>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Shared by every cached token of the service.
+    pub service: Arc<ServiceRecord>,
+}
+
+/// A service name: 1 to 64 characters from `[a-z0-9._-]`, starting with a
+/// letter or digit, so it is safe in headers, logs and shell scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid service name {0:?}: use 1 to 64 characters from a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+)]
+pub struct InvalidServiceName(pub String);
+
+impl ServiceName {
+    pub fn parse(name: &str) -> Result<Self, InvalidServiceName> {
+        let bytes = name.as_bytes();
+        let valid = (1..=64).contains(&bytes.len())
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes.iter().all(|&b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidServiceName(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
