@@ -4,6 +4,8 @@
 
 mod connections;
 mod postgres;
+pub mod rows;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -419,7 +421,7 @@ impl Change {
         let mut parts = payload.split(':');
         let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("t"), Some(id), Some(version), Some(hex)) => {
-                match (id.parse(), version.parse(), decode_hex(hex)) {
+                match (id.parse(), version.parse(), TokenDigest::from_hex(hex)) {
                     (Ok(id), Ok(version), Some(digest)) => Some(Change::Token {
                         id,
                         version,
@@ -440,18 +442,6 @@ impl Change {
         };
         parsed.unwrap_or(Change::Everything { version: 0 })
     }
-}
-
-pub(crate) fn decode_hex(hex: &str) -> Option<TokenDigest> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    TokenDigest::from_bytes(&bytes)
 }
 
 /// A live subscription to [`Change`]s: Postgres notifications, or the

@@ -37,6 +37,31 @@ impl TokenDigest {
         &self.0
     }
 
+    /// Lowercase hex, as Redis keys, change payloads and SQLite triggers
+    /// write digests.
+    pub fn to_hex(&self) -> String {
+        use std::fmt::Write;
+        self.0
+            .iter()
+            .fold(String::with_capacity(64), |mut out, byte| {
+                let _ = write!(out, "{byte:02x}");
+                out
+            })
+    }
+
+    /// The digest written as 64 hex digits (either case), or `None`.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
     /// Constant-time comparison, so timing does not reveal how much of a
     /// guessed secret was right.
     pub fn matches(&self, other: &TokenDigest) -> bool {

@@ -14,15 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bb8::Pool;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
-use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::model::Ability;
-use crate::model::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
-use crate::token::{TokenDigest, TokenKey};
+use crate::model::TokenRecord;
+use crate::store::rows;
+use crate::token::TokenKey;
 
 /// Consecutive failures that open the breaker, and how often an open
 /// breaker's probe pings Redis.
@@ -154,9 +153,10 @@ impl Redis {
         match payload {
             "-" => Some(Stored::Absent),
             "x" => None,
-            json => serde_json::from_str::<WireRecord>(json)
+            // Anything that does not read back exactly is a miss.
+            json => serde_json::from_str::<serde_json::Map<_, _>>(json)
                 .ok()
-                .and_then(WireRecord::into_record)
+                .and_then(|columns| rows::token_record(&columns).ok())
                 .map(|record| Stored::Token(Box::new(record))),
         }
     }
@@ -167,7 +167,7 @@ impl Redis {
         let (version, payload, ttl) = match stored {
             Stored::Token(record) => (
                 record.version.max(record.service.version),
-                serde_json::to_string(&WireRecord::from(record.as_ref())).unwrap_or_default(),
+                rows::token_record_columns(record).to_string(),
                 self.inner.options.ttl,
             ),
             // "Absent" is the weakest claim: version 0 never overwrites.
@@ -212,7 +212,7 @@ impl Redis {
         let prefix = &self.inner.options.prefix;
         match key {
             TokenKey::Id(id) => format!("{prefix}token:id:{id}"),
-            TokenKey::Digest(digest) => format!("{prefix}token:digest:{}", hex(&digest)),
+            TokenKey::Digest(digest) => format!("{prefix}token:digest:{}", digest.to_hex()),
         }
     }
 
@@ -393,87 +393,4 @@ impl Breaker {
 
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn hex(digest: &TokenDigest) -> String {
-    use std::fmt::Write;
-    digest
-        .as_bytes()
-        .iter()
-        .fold(String::with_capacity(64), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
-}
-
-/// A token record as stored in Redis.
-#[derive(Debug, Serialize, Deserialize)]
-struct WireRecord {
-    id: i64,
-    version: i64,
-    digest: String,
-    kind: String,
-    abilities: Vec<String>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    service_id: i64,
-    service_version: i64,
-    service_name: String,
-    service_active: bool,
-    allowlist: String,
-}
-
-impl From<&TokenRecord> for WireRecord {
-    fn from(record: &TokenRecord) -> Self {
-        Self {
-            id: record.id,
-            version: record.version,
-            digest: hex(&record.digest),
-            kind: record.kind.as_str().to_owned(),
-            abilities: record
-                .abilities
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
-            expires_at: record.expires_at,
-            revoked_at: record.revoked_at,
-            created_at: record.created_at,
-            service_id: record.service.id,
-            service_version: record.service.version,
-            service_name: record.service.name.clone(),
-            service_active: record.service.is_active,
-            allowlist: record.service.ip_allowlist.to_string(),
-        }
-    }
-}
-
-impl WireRecord {
-    /// Anything that does not read back exactly is treated as a miss.
-    fn into_record(self) -> Option<TokenRecord> {
-        let digest = crate::store::decode_hex(&self.digest)?;
-        Some(TokenRecord {
-            id: self.id,
-            version: self.version,
-            digest,
-            kind: TokenKind::parse(&self.kind)?,
-            abilities: Arc::new(Abilities::new(
-                self.abilities
-                    .iter()
-                    .map(|a| Ability::parse(a))
-                    .collect::<Result<_, _>>()
-                    .ok()?,
-            )),
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
-            created_at: self.created_at,
-            service: Arc::new(ServiceRecord {
-                id: self.service_id,
-                version: self.service_version,
-                name: self.service_name,
-                is_active: self.service_active,
-                ip_allowlist: NetList::parse(&self.allowlist).ok()?,
-            }),
-        })
-    }
 }

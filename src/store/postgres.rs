@@ -1,21 +1,22 @@
 //! Postgres: the production store.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::migrate::Migrator;
-use std::sync::Arc;
-
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::connections::Connections;
+use super::rows::{self, Columns, service_columns, token_info_select, token_record_select};
+use super::sql::{Statements, shared_statements};
 use super::{
     NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor, TokenInfo,
     digests, redact_url, rotated, service_not_found,
 };
-use crate::model::{Abilities, NetList, ServiceName, ServiceRecord, TokenKind, TokenRecord};
+use crate::model::{NetList, ServiceName, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -23,28 +24,62 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// The channel the triggers of `0002_change_versions_and_notify.sql` notify.
 const CHANGE_CHANNEL: &str = "gatepass_invalidate";
 
-// Column lists as macros so every statement is one `&'static str`, built
-// at compile time rather than per query.
-macro_rules! token_record_select {
-    () => {
-        "SELECT t.id, t.version, t.token_hash, t.kind, t.abilities, t.expires_at, \
-         t.revoked_at, t.created_at, s.id AS service_id, s.version AS service_version, \
-         s.name AS service_name, s.is_active, s.ip_allowlist \
-         FROM tokens t JOIN services s ON s.id = t.service_id"
-    };
-}
+const SQL: Statements = Statements {
+    applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    token_by_id: concat!(token_record_select!(), " WHERE t.id = $1"),
+    token_by_digest: concat!(token_record_select!(), " WHERE t.token_hash = $1"),
+    token_info_by_id: concat!(token_info_select!(), " WHERE t.id = $1"),
+    list_tokens: concat!(
+        token_info_select!(),
+        " WHERE $1::text IS NULL OR s.name = $1 ORDER BY t.id"
+    ),
+    list_services: concat!(
+        "SELECT ",
+        service_columns!(),
+        " FROM services ORDER BY name"
+    ),
+    set_service_active: concat!(
+        "UPDATE services SET is_active = $2, updated_at = now() WHERE name = $1 RETURNING ",
+        service_columns!()
+    ),
+    service_exists: "SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)",
+    revoke_token: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
+    revoke_family: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
+                    WHERE family_id = (SELECT family_id FROM tokens WHERE id = $1)",
+    prune_tokens: "DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1",
+    token_keys_after: "SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2",
+    token_keys_of_service: "SELECT id, token_hash FROM tokens WHERE service_id = $1",
+};
 
-macro_rules! token_info_columns {
-    () => {
-        "t.id, s.name AS service_name, t.name, t.kind, t.abilities, t.expires_at, \
-         t.last_used_at, t.revoked_at, t.created_at"
-    };
-}
+/// Postgres columns: lists are arrays (`text[]`, `cidr[]`).
+impl Columns for PgRow {
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
 
-macro_rules! service_columns {
-    () => {
-        "id, name, description, is_active, ip_allowlist, created_at, updated_at"
-    };
+    fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn names(&self, column: &str) -> Result<Vec<String>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn nets(&self, column: &str) -> Result<NetList, sqlx::Error> {
+        Ok(NetList::new(self.try_get(column)?))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +89,8 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    shared_statements!();
+
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(&options.url)
             .map_err(|_| StoreError::UnsupportedUrl(redact_url(&options.url)))?
@@ -110,54 +147,6 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Applies migrations. sqlx holds a Postgres advisory lock while it
-    /// migrates, so instances starting together apply each migration once.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.db.pool())
-            .await
-            .map_err(StoreError::from_migration)
-    }
-
-    pub async fn ready(&self) -> Result<bool, StoreError> {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(conn)
-                    .await
-            })
-            .await?;
-        Ok(applied == Some(latest))
-    }
-
-    pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
-        let sql = concat!(token_record_select!(), " WHERE t.id = $1");
-        let row = self
-            .db
-            .lookup(async |conn| sqlx::query(sql).bind(id).fetch_optional(conn).await)
-            .await?;
-        Ok(row.map(|row| token_record(&row)).transpose()?)
-    }
-
-    pub async fn find_token_by_digest(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let sql = concat!(token_record_select!(), " WHERE t.token_hash = $1");
-        let row = self
-            .db
-            .lookup(async |conn| {
-                sqlx::query(sql)
-                    .bind(digest.as_bytes().as_slice())
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        Ok(row.map(|row| token_record(&row)).transpose()?)
-    }
-
     pub async fn upsert_service(
         &self,
         change: &ServiceChange,
@@ -188,124 +177,29 @@ impl PostgresStore {
                     .await
             })
             .await?;
-        Ok((service(&row)?, row.try_get("inserted")?))
-    }
-
-    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            service_columns!(),
-            " FROM services ORDER BY name"
-        );
-        let rows = self
-            .db
-            .run(async |conn| sqlx::query(sql).fetch_all(conn).await)
-            .await?;
-        Ok(rows.iter().map(service).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn set_service_active(
-        &self,
-        name: &ServiceName,
-        active: bool,
-    ) -> Result<Service, StoreError> {
-        let sql = concat!(
-            "UPDATE services SET is_active = $2, updated_at = now() WHERE name = $1 RETURNING ",
-            service_columns!()
-        );
-        let row = self
-            .db
-            .run(async |conn| {
-                sqlx::query(sql)
-                    .bind(name.as_str())
-                    .bind(active)
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        match row {
-            Some(row) => Ok(service(&row)?),
-            None => Err(service_not_found(name)),
-        }
+        Ok((rows::service(&row)?, row.try_get("inserted")?))
     }
 
     pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
         let abilities: Vec<&str> = token.abilities.iter().map(|a| a.as_str()).collect();
         // A refresh token starts a new rotation family.
-        let sql = concat!(
-            "WITH t AS ( \
-                 INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 SELECT id, $2, $3, $4, $5, \
-                        CASE WHEN $5 = 'refresh' THEN gen_random_uuid() END, $6 \
-                 FROM services WHERE name = $1 \
-                 RETURNING * \
-             ) SELECT ",
-            token_info_columns!(),
-            " FROM t JOIN services s ON s.id = t.service_id"
-        );
-        let row = self
-            .db
-            .run(async |conn| {
-                sqlx::query(sql)
-                    .bind(token.service.as_str())
-                    .bind(&token.name)
-                    .bind(token.digest.as_bytes().as_slice())
-                    .bind(abilities)
-                    .bind(token.kind.as_str())
-                    .bind(token.expires_at)
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        match row {
-            Some(row) => Ok(token_info(&row)?),
+        let id: Option<i64> = self.db.run(async |conn| sqlx::query_scalar(
+            "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+             SELECT id, $2, $3, $4, $5, CASE WHEN $5 = 'refresh' THEN gen_random_uuid() END, $6 \
+             FROM services WHERE name = $1 RETURNING id",
+        )
+        .bind(token.service.as_str())
+        .bind(&token.name)
+        .bind(token.digest.as_bytes().as_slice())
+        .bind(abilities)
+        .bind(token.kind.as_str())
+        .bind(token.expires_at)
+        .fetch_optional(conn)
+        .await)
+        .await?;
+        match id {
+            Some(id) => self.token_info(id).await,
             None => Err(service_not_found(&token.service)),
-        }
-    }
-
-    pub async fn list_tokens(
-        &self,
-        service: Option<&ServiceName>,
-    ) -> Result<Vec<TokenInfo>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            token_info_columns!(),
-            " FROM tokens t JOIN services s ON s.id = t.service_id \
-             WHERE $1::text IS NULL OR s.name = $1 ORDER BY t.id"
-        );
-        let rows = self
-            .db
-            .run(async |conn| {
-                sqlx::query(sql)
-                    .bind(service.map(ServiceName::as_str))
-                    .fetch_all(conn)
-                    .await
-            })
-            .await?;
-        if let Some(name) = service
-            && rows.is_empty()
-        {
-            self.require_service(name).await?;
-        }
-        Ok(rows.iter().map(token_info).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let sql = concat!(
-            "WITH t AS ( \
-                 UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
-                 WHERE id = $1 RETURNING * \
-             ) SELECT ",
-            token_info_columns!(),
-            " FROM t JOIN services s ON s.id = t.service_id"
-        );
-        let row = self
-            .db
-            .run(async |conn| sqlx::query(sql).bind(id).fetch_optional(conn).await)
-            .await?;
-        match row {
-            Some(row) => Ok(token_info(&row)?),
-            None => Err(StoreError::NotFound(format!("token {id} not found"))),
         }
     }
 
@@ -340,35 +234,6 @@ impl PostgresStore {
         Ok(rotated(&rows))
     }
 
-    pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
-        let result = self
-            .db
-            .run(async |conn| {
-                sqlx::query(
-                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
-             WHERE family_id = (SELECT family_id FROM tokens WHERE id = $1)",
-                )
-                .bind(id)
-                .execute(conn)
-                .await
-            })
-            .await?;
-        Ok(result.rows_affected())
-    }
-
-    pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = self
-            .db
-            .run(async |conn| {
-                sqlx::query("DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1")
-                    .bind(before)
-                    .execute(conn)
-                    .await
-            })
-            .await?;
-        Ok(result.rows_affected())
-    }
-
     /// Writes a batch of last-used times in one statement; never moves a
     /// time backwards.
     pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
@@ -389,42 +254,6 @@ impl PostgresStore {
             })
             .await?;
         Ok(result.rows_affected())
-    }
-
-    pub async fn token_keys_after(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_as(
-                    "SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await
-            })
-            .await?;
-        Ok(digests(rows))
-    }
-
-    pub async fn token_keys_of_service(
-        &self,
-        service_id: i64,
-    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = $1")
-                    .bind(service_id)
-                    .fetch_all(conn)
-                    .await
-            })
-            .await?;
-        Ok(digests(rows))
     }
 
     /// Subscribes to the change notifications the triggers send, and to
@@ -456,78 +285,4 @@ impl PostgresStore {
             .await
             .map(|_| ())
     }
-
-    async fn require_service(&self, name: &ServiceName) -> Result<(), StoreError> {
-        let exists: bool = self
-            .db
-            .run(async |conn| {
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)")
-                    .bind(name.as_str())
-                    .fetch_one(conn)
-                    .await
-            })
-            .await?;
-        if exists {
-            Ok(())
-        } else {
-            Err(service_not_found(name))
-        }
-    }
-}
-
-fn decode_error(message: &str) -> sqlx::Error {
-    sqlx::Error::Decode(message.into())
-}
-
-fn token_kind(row: &PgRow) -> Result<TokenKind, sqlx::Error> {
-    let kind: &str = row.try_get("kind")?;
-    TokenKind::parse(kind).ok_or_else(|| decode_error("unknown token kind"))
-}
-
-fn token_record(row: &PgRow) -> Result<TokenRecord, sqlx::Error> {
-    let hash: &[u8] = row.try_get("token_hash")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        version: row.try_get("version")?,
-        digest: TokenDigest::from_bytes(hash)
-            .ok_or_else(|| decode_error("token_hash is not 32 bytes"))?,
-        kind: token_kind(row)?,
-        abilities: std::sync::Arc::new(Abilities::from_stored(row.try_get("abilities")?)),
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        service: std::sync::Arc::new(ServiceRecord {
-            id: row.try_get("service_id")?,
-            version: row.try_get("service_version")?,
-            name: row.try_get("service_name")?,
-            is_active: row.try_get("is_active")?,
-            ip_allowlist: NetList::new(row.try_get("ip_allowlist")?),
-        }),
-    })
-}
-
-fn token_info(row: &PgRow) -> Result<TokenInfo, sqlx::Error> {
-    Ok(TokenInfo {
-        id: row.try_get("id")?,
-        service: row.try_get("service_name")?,
-        name: row.try_get("name")?,
-        kind: token_kind(row)?.as_str(),
-        abilities: row.try_get("abilities")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn service(row: &PgRow) -> Result<Service, sqlx::Error> {
-    Ok(Service {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        is_active: row.try_get("is_active")?,
-        ip_allowlist: NetList::new(row.try_get("ip_allowlist")?),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }

@@ -17,11 +17,15 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 
 use super::connections::Connections;
+use super::rows::{
+    self, Columns, decode_error, service_columns, token_info_select, token_record_select,
+};
+use super::sql::{Statements, shared_statements};
 use super::{
     Change, NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor,
     TokenInfo, digests, redact_url, rotated, service_not_found,
 };
-use crate::model::{Abilities, NetList, ServiceName, ServiceRecord, TokenKind, TokenRecord};
+use crate::model::{NetList, ServiceName, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -31,29 +35,82 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// Change-log rows older than this are deleted now and then.
 const KEEP_CHANGES: &str = "-1 day";
 
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-
-macro_rules! token_record_select {
+/// The time now, written as every timestamp column is: RFC 3339, UTC.
+macro_rules! now {
     () => {
-        "SELECT t.id, t.version, t.token_hash, t.kind, t.abilities, t.expires_at, \
-         t.revoked_at, t.created_at, s.id AS service_id, s.version AS service_version, \
-         s.name AS service_name, s.is_active, s.ip_allowlist \
-         FROM tokens t JOIN services s ON s.id = t.service_id"
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     };
 }
 
-macro_rules! token_info_select {
-    () => {
-        "SELECT t.id, s.name AS service_name, t.name, t.kind, t.abilities, t.expires_at, \
-         t.last_used_at, t.revoked_at, t.created_at \
-         FROM tokens t JOIN services s ON s.id = t.service_id"
-    };
-}
+const SQL: Statements = Statements {
+    applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    token_by_id: concat!(token_record_select!(), " WHERE t.id = ?1"),
+    token_by_digest: concat!(token_record_select!(), " WHERE t.token_hash = ?1"),
+    token_info_by_id: concat!(token_info_select!(), " WHERE t.id = ?1"),
+    list_tokens: concat!(
+        token_info_select!(),
+        " WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id"
+    ),
+    list_services: concat!(
+        "SELECT ",
+        service_columns!(),
+        " FROM services ORDER BY name"
+    ),
+    set_service_active: concat!(
+        "UPDATE services SET is_active = ?2, updated_at = ",
+        now!(),
+        " WHERE name = ?1 RETURNING ",
+        service_columns!()
+    ),
+    service_exists: "SELECT EXISTS (SELECT 1 FROM services WHERE name = ?1)",
+    revoke_token: concat!(
+        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+        now!(),
+        ") WHERE id = ?1"
+    ),
+    revoke_family: concat!(
+        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+        now!(),
+        ") WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?1)"
+    ),
+    prune_tokens: "DELETE FROM tokens WHERE julianday(expires_at) < julianday(?1) \
+                   OR julianday(revoked_at) < julianday(?1)",
+    token_keys_after: "SELECT id, token_hash FROM tokens WHERE id > ?1 ORDER BY id LIMIT ?2",
+    token_keys_of_service: "SELECT id, token_hash FROM tokens WHERE service_id = ?1",
+};
 
-macro_rules! service_columns {
-    () => {
-        "id, name, description, is_active, ip_allowlist, created_at, updated_at"
-    };
+/// SQLite columns: timestamps are RFC 3339 text, lists are JSON arrays of
+/// strings.
+impl Columns for SqliteRow {
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn names(&self, column: &str) -> Result<Vec<String>, sqlx::Error> {
+        let text: &str = self.try_get(column)?;
+        serde_json::from_str(text).map_err(|e| decode_error(format!("{column}: {e}")))
+    }
+
+    fn nets(&self, column: &str) -> Result<NetList, sqlx::Error> {
+        let entries = self.names(column)?;
+        NetList::parse(&entries.join(",")).map_err(|e| decode_error(format!("{column}: {e}")))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +119,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    shared_statements!();
+
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
             .map_err(|_| StoreError::UnsupportedUrl(redact_url(&options.url)))?
@@ -95,55 +154,6 @@ impl SqliteStore {
             .map(|_| ())
     }
 
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.db.pool())
-            .await
-            .map_err(StoreError::from_migration)
-    }
-
-    pub async fn ready(&self) -> Result<bool, StoreError> {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(conn)
-                    .await
-            })
-            .await?;
-        Ok(applied == Some(latest))
-    }
-
-    pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
-        let row = self
-            .db
-            .lookup(async |conn| {
-                sqlx::query(concat!(token_record_select!(), " WHERE t.id = ?1"))
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        Ok(row.map(|row| token_record(&row)).transpose()?)
-    }
-
-    pub async fn find_token_by_digest(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = self
-            .db
-            .lookup(async |conn| {
-                sqlx::query(concat!(token_record_select!(), " WHERE t.token_hash = ?1"))
-                    .bind(digest.as_bytes().as_slice())
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        Ok(row.map(|row| token_record(&row)).transpose()?)
-    }
-
     pub async fn upsert_service(
         &self,
         change: &ServiceChange,
@@ -167,13 +177,14 @@ impl SqliteStore {
                 let (row, created) = match inserted {
                     Some(row) => (row, true),
                     None => {
-                        let sql = format!(
+                        let sql = concat!(
                             "UPDATE services SET description = COALESCE(?2, description), \
-                     ip_allowlist = COALESCE(?3, ip_allowlist), updated_at = {NOW} \
-                     WHERE name = ?1 RETURNING {}",
+                             ip_allowlist = COALESCE(?3, ip_allowlist), updated_at = ",
+                            now!(),
+                            " WHERE name = ?1 RETURNING ",
                             service_columns!()
                         );
-                        let row = sqlx::query(&sql)
+                        let row = sqlx::query(sql)
                             .bind(change.name.as_str())
                             .bind(change.description.as_deref())
                             .bind(allowlist.as_deref())
@@ -186,48 +197,7 @@ impl SqliteStore {
                 Ok((row, created))
             })
             .await?;
-        Ok((service(&row)?, created))
-    }
-
-    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
-        let rows = self
-            .db
-            .run(async |conn| {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    service_columns!(),
-                    " FROM services ORDER BY name"
-                ))
-                .fetch_all(conn)
-                .await
-            })
-            .await?;
-        Ok(rows.iter().map(service).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn set_service_active(
-        &self,
-        name: &ServiceName,
-        active: bool,
-    ) -> Result<Service, StoreError> {
-        let sql = format!(
-            "UPDATE services SET is_active = ?2, updated_at = {NOW} WHERE name = ?1 RETURNING {}",
-            service_columns!()
-        );
-        let row = self
-            .db
-            .run(async |conn| {
-                sqlx::query(&sql)
-                    .bind(name.as_str())
-                    .bind(active)
-                    .fetch_optional(conn)
-                    .await
-            })
-            .await?;
-        match row {
-            Some(row) => Ok(service(&row)?),
-            None => Err(service_not_found(name)),
-        }
+        Ok((rows::service(&row)?, created))
     }
 
     pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
@@ -255,54 +225,6 @@ impl SqliteStore {
         }
     }
 
-    pub async fn list_tokens(
-        &self,
-        service: Option<&ServiceName>,
-    ) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self
-            .db
-            .run(async |conn| {
-                sqlx::query(concat!(
-                    token_info_select!(),
-                    " WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id"
-                ))
-                .bind(service.map(ServiceName::as_str))
-                .fetch_all(conn)
-                .await
-            })
-            .await?;
-        if let Some(name) = service
-            && rows.is_empty()
-        {
-            let exists: bool = self
-                .db
-                .run(async |conn| {
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM services WHERE name = ?1)")
-                        .bind(name.as_str())
-                        .fetch_one(conn)
-                        .await
-                })
-                .await?;
-            if !exists {
-                return Err(service_not_found(name));
-            }
-        }
-        Ok(rows.iter().map(token_info).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let sql =
-            format!("UPDATE tokens SET revoked_at = COALESCE(revoked_at, {NOW}) WHERE id = ?1");
-        let result = self
-            .db
-            .run(async |conn| sqlx::query(&sql).bind(id).execute(conn).await)
-            .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("token {id} not found")));
-        }
-        self.token_info(id).await
-    }
-
     pub async fn rotate_refresh_token(
         &self,
         id: i64,
@@ -311,14 +233,15 @@ impl SqliteStore {
     ) -> Result<Option<Rotated>, StoreError> {
         // The spend takes the write lock first, so a concurrent spend of the
         // same token waits, then finds it revoked.
-        let sql = format!(
-            "UPDATE tokens SET revoked_at = {NOW} \
-             WHERE id = ?1 AND kind = 'refresh' AND revoked_at IS NULL \
+        let sql = concat!(
+            "UPDATE tokens SET revoked_at = ",
+            now!(),
+            " WHERE id = ?1 AND kind = 'refresh' AND revoked_at IS NULL \
              RETURNING service_id, name, abilities, family_id"
         );
         self.db.run(async |conn| {
         let mut tx = conn.begin().await?;
-        let spent: Option<(i64, String, String, Option<String>)> = sqlx::query_as(&sql)
+        let spent: Option<(i64, String, String, Option<String>)> = sqlx::query_as(sql)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -350,34 +273,6 @@ impl SqliteStore {
         }).await
     }
 
-    pub async fn revoke_family(&self, id: i64) -> Result<u64, StoreError> {
-        let sql = format!(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, {NOW}) \
-             WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?1)"
-        );
-        let result = self
-            .db
-            .run(async |conn| sqlx::query(&sql).bind(id).execute(conn).await)
-            .await?;
-        Ok(result.rows_affected())
-    }
-
-    pub async fn prune_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = self
-            .db
-            .run(async |conn| {
-                sqlx::query(
-                    "DELETE FROM tokens WHERE julianday(expires_at) < julianday(?1) \
-             OR julianday(revoked_at) < julianday(?1)",
-                )
-                .bind(before)
-                .execute(conn)
-                .await
-            })
-            .await?;
-        Ok(result.rows_affected())
-    }
-
     /// One statement for the whole batch, as a JSON array of pairs.
     pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
         let batch: Vec<(i64, String)> = uses
@@ -400,42 +295,6 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
-    pub async fn token_keys_after(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_as(
-                    "SELECT id, token_hash FROM tokens WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await
-            })
-            .await?;
-        Ok(digests(rows))
-    }
-
-    pub async fn token_keys_of_service(
-        &self,
-        service_id: i64,
-    ) -> Result<Vec<(i64, TokenDigest)>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = self
-            .db
-            .run(async |conn| {
-                sqlx::query_as("SELECT id, token_hash FROM tokens WHERE service_id = ?1")
-                    .bind(service_id)
-                    .fetch_all(conn)
-                    .await
-            })
-            .await?;
-        Ok(digests(rows))
-    }
-
     /// Starts reading the change log after its current end.
     pub async fn changes(&self) -> Result<SqliteChanges, StoreError> {
         let last: Option<i64> = self
@@ -452,19 +311,6 @@ impl SqliteStore {
             pending: VecDeque::new(),
             polls: 0,
         })
-    }
-
-    async fn token_info(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let row = self
-            .db
-            .run(async |conn| {
-                sqlx::query(concat!(token_info_select!(), " WHERE t.id = ?1"))
-                    .bind(id)
-                    .fetch_one(conn)
-                    .await
-            })
-            .await?;
-        Ok(token_info(&row)?)
     }
 }
 
@@ -531,71 +377,4 @@ impl SqliteChanges {
 fn nets_json(list: &NetList) -> String {
     let nets: Vec<String> = list.nets().iter().map(IpNet::to_string).collect();
     serde_json::to_string(&nets).unwrap_or_else(|_| "[]".into())
-}
-
-fn decode_error(message: String) -> sqlx::Error {
-    sqlx::Error::Decode(message.into())
-}
-
-fn json_strings(row: &SqliteRow, column: &str) -> Result<Vec<String>, sqlx::Error> {
-    let text: &str = row.try_get(column)?;
-    serde_json::from_str(text).map_err(|e| decode_error(format!("{column}: {e}")))
-}
-
-fn allowlist(row: &SqliteRow) -> Result<NetList, sqlx::Error> {
-    let entries = json_strings(row, "ip_allowlist")?;
-    NetList::parse(&entries.join(",")).map_err(|e| decode_error(format!("ip_allowlist: {e}")))
-}
-
-fn token_kind(row: &SqliteRow) -> Result<TokenKind, sqlx::Error> {
-    let kind: &str = row.try_get("kind")?;
-    TokenKind::parse(kind).ok_or_else(|| decode_error("unknown token kind".into()))
-}
-
-fn token_record(row: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
-    let hash: &[u8] = row.try_get("token_hash")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        version: row.try_get("version")?,
-        digest: TokenDigest::from_bytes(hash)
-            .ok_or_else(|| decode_error("token_hash is not 32 bytes".into()))?,
-        kind: token_kind(row)?,
-        abilities: std::sync::Arc::new(Abilities::from_stored(json_strings(row, "abilities")?)),
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-        service: std::sync::Arc::new(ServiceRecord {
-            id: row.try_get("service_id")?,
-            version: row.try_get("service_version")?,
-            name: row.try_get("service_name")?,
-            is_active: row.try_get("is_active")?,
-            ip_allowlist: allowlist(row)?,
-        }),
-    })
-}
-
-fn token_info(row: &SqliteRow) -> Result<TokenInfo, sqlx::Error> {
-    Ok(TokenInfo {
-        id: row.try_get("id")?,
-        service: row.try_get("service_name")?,
-        name: row.try_get("name")?,
-        kind: token_kind(row)?.as_str(),
-        abilities: json_strings(row, "abilities")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn service(row: &SqliteRow) -> Result<Service, sqlx::Error> {
-    Ok(Service {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        is_active: row.try_get("is_active")?,
-        ip_allowlist: allowlist(row)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
