@@ -374,14 +374,6 @@ impl From<PostgresStore> for Store {
 }
 
 /// Reads the `(id, kind)` rows a rotation inserted.
-fn rotated(rows: &[(i64, String)]) -> Option<Rotated> {
-    let id_of = |kind: &str| rows.iter().find(|(_, k)| k == kind).map(|(id, _)| *id);
-    Some(Rotated {
-        access_id: id_of("access")?,
-        refresh_id: id_of("refresh")?,
-    })
-}
-
 /// `(id, token_hash)` rows as keys; a hash that is not 32 bytes (written by
 /// plain SQL) cannot match any token and is skipped.
 fn digests(rows: Vec<(i64, Vec<u8>)>) -> Vec<(i64, TokenDigest)> {

@@ -10,13 +10,15 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow,
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::connections::Connections;
-use super::rows::{self, Columns, service_columns, token_info_select, token_record_select};
-use super::sql::{Statements, shared_statements};
+use super::rows::{
+    self, Columns, scalar_columns, service_columns, token_info_select, token_record_select,
+};
+use super::sql::{Statements, shared_statements, statements};
 use super::{
     NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor, TokenInfo,
-    digests, redact_url, rotated, service_not_found,
+    digests, redact_url, service_not_found,
 };
-use crate::model::{NetList, ServiceName, TokenRecord};
+use crate::model::{Ability, NetList, ServiceName, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -24,54 +26,17 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// The channel the triggers of `0002_change_versions_and_notify.sql` notify.
 const CHANGE_CHANNEL: &str = "gatepass_invalidate";
 
-const SQL: Statements = Statements {
-    applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    token_by_id: concat!(token_record_select!(), " WHERE t.id = $1"),
-    token_by_digest: concat!(token_record_select!(), " WHERE t.token_hash = $1"),
-    token_info_by_id: concat!(token_info_select!(), " WHERE t.id = $1"),
-    list_tokens: concat!(
-        token_info_select!(),
-        " WHERE $1::text IS NULL OR s.name = $1 ORDER BY t.id"
-    ),
-    list_services: concat!(
-        "SELECT ",
-        service_columns!(),
-        " FROM services ORDER BY name"
-    ),
-    set_service_active: concat!(
-        "UPDATE services SET is_active = $2, updated_at = now() WHERE name = $1 RETURNING ",
-        service_columns!()
-    ),
-    service_exists: "SELECT EXISTS (SELECT 1 FROM services WHERE name = $1)",
-    revoke_token: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
-    revoke_family: "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now()) \
-                    WHERE family_id = (SELECT family_id FROM tokens WHERE id = $1)",
-    prune_tokens: "DELETE FROM tokens WHERE expires_at < $1 OR revoked_at < $1",
-    token_keys_after: "SELECT id, token_hash FROM tokens WHERE id > $1 ORDER BY id LIMIT $2",
-    token_keys_of_service: "SELECT id, token_hash FROM tokens WHERE service_id = $1",
+const SQL: Statements = statements! {
+    parameter: "$",
+    text_p1: "$1::text",
+    now: "now()",
+    new_family: "gen_random_uuid()",
+    prune: "expires_at < $1 OR revoked_at < $1",
 };
 
 /// Postgres columns: lists are arrays (`text[]`, `cidr[]`).
 impl Columns for PgRow {
-    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        self.try_get(column)
-    }
+    scalar_columns!();
 
     fn names(&self, column: &str) -> Result<Vec<String>, sqlx::Error> {
         self.try_get(column)
@@ -90,6 +55,11 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     shared_statements!();
+
+    /// Lists of names are `text[]`.
+    fn names_param(names: &[Ability]) -> Vec<&str> {
+        names.iter().map(Ability::as_str).collect()
+    }
 
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(&options.url)
@@ -178,60 +148,6 @@ impl PostgresStore {
             })
             .await?;
         Ok((rows::service(&row)?, row.try_get("inserted")?))
-    }
-
-    pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
-        let abilities: Vec<&str> = token.abilities.iter().map(|a| a.as_str()).collect();
-        // A refresh token starts a new rotation family.
-        let id: Option<i64> = self.db.run(async |conn| sqlx::query_scalar(
-            "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-             SELECT id, $2, $3, $4, $5, CASE WHEN $5 = 'refresh' THEN gen_random_uuid() END, $6 \
-             FROM services WHERE name = $1 RETURNING id",
-        )
-        .bind(token.service.as_str())
-        .bind(&token.name)
-        .bind(token.digest.as_bytes().as_slice())
-        .bind(abilities)
-        .bind(token.kind.as_str())
-        .bind(token.expires_at)
-        .fetch_optional(conn)
-        .await)
-        .await?;
-        match id {
-            Some(id) => self.token_info(id).await,
-            None => Err(service_not_found(&token.service)),
-        }
-    }
-
-    pub async fn rotate_refresh_token(
-        &self,
-        id: i64,
-        access: &Successor,
-        refresh: &Successor,
-    ) -> Result<Option<Rotated>, StoreError> {
-        // One statement: the spend and both inserts commit together, and a
-        // concurrent spend of the same token finds it revoked.
-        let rows: Vec<(i64, String)> = self.db.run(async |conn| sqlx::query_as(
-            "WITH spent AS ( \
-                 UPDATE tokens SET revoked_at = now() \
-                 WHERE id = $1 AND kind = 'refresh' AND revoked_at IS NULL \
-                 RETURNING service_id, name, abilities, family_id \
-             ) \
-             INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-             SELECT service_id, name, $2, abilities, 'access', NULL, $3 FROM spent \
-             UNION ALL \
-             SELECT service_id, name, $4, abilities, 'refresh', family_id, $5 FROM spent \
-             RETURNING id, kind",
-        )
-        .bind(id)
-        .bind(access.digest.as_bytes().as_slice())
-        .bind(access.expires_at)
-        .bind(refresh.digest.as_bytes().as_slice())
-        .bind(refresh.expires_at)
-        .fetch_all(conn)
-        .await)
-        .await?;
-        Ok(rotated(&rows))
     }
 
     /// Writes a batch of last-used times in one statement; never moves a

@@ -27,6 +27,33 @@ pub trait Columns {
     fn nets(&self, column: &str) -> Result<NetList, sqlx::Error>;
 }
 
+/// The [`Columns`] methods every sqlx row reads with `try_get` alike.
+macro_rules! scalar_columns {
+    () => {
+        fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+            self.try_get(column)
+        }
+
+        fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+            self.try_get(column)
+        }
+
+        fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+            self.try_get(column)
+        }
+
+        fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+            self.try_get(column)
+        }
+
+        fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+            self.try_get(column)
+        }
+    };
+}
+
+pub(super) use scalar_columns;
+
 pub fn decode_error(message: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(message.into().into())
 }

@@ -31,11 +31,135 @@ pub struct Statements {
     pub token_keys_after: &'static str,
     /// Ids and digests of service id $1.
     pub token_keys_of_service: &'static str,
+    /// A token of service $1 named $2 with digest $3, abilities $4 (as
+    /// the backend's `names_param` writes them), kind $5 (a refresh token
+    /// starts a new rotation family), expiry $6; returns its id.
+    pub insert_token: &'static str,
+    /// Spends refresh token $1: revoked now, if it is a live refresh token.
+    pub spend_refresh_token: &'static str,
+    /// A successor of token $1 (same service, name, abilities) with
+    /// digest $2, kind $3 (a refresh token stays in the family), expiry
+    /// $4; returns its id.
+    pub insert_successor: &'static str,
 }
 
+/// A dialect's [`Statements`], from what differs between dialects: how a
+/// positional parameter is written (`$` or `?`, then its number),
+/// `text_p1` (the first, typed as text), `now`, a new rotation family's
+/// id, and the prune condition on parameter 1.
+macro_rules! statements {
+    (
+        parameter: $p:literal, text_p1: $text_p1:literal, now: $now:literal,
+        new_family: $new_family:literal, prune: $prune:literal $(,)?
+    ) => {
+        statements!(@ $text_p1, $now, $new_family, $prune,
+            concat!($p, "1"), concat!($p, "2"), concat!($p, "3"),
+            concat!($p, "4"), concat!($p, "5"), concat!($p, "6"))
+    };
+    (@ $text_p1:expr, $now:expr, $new_family:expr, $prune:expr,
+        $p1:expr, $p2:expr, $p3:expr, $p4:expr, $p5:expr, $p6:expr) => {
+        $crate::store::sql::Statements {
+            applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
+            token_by_id: concat!(token_record_select!(), " WHERE t.id = ", $p1),
+            token_by_digest: concat!(token_record_select!(), " WHERE t.token_hash = ", $p1),
+            token_info_by_id: concat!(token_info_select!(), " WHERE t.id = ", $p1),
+            list_tokens: concat!(
+                token_info_select!(),
+                " WHERE ",
+                $text_p1,
+                " IS NULL OR s.name = ",
+                $p1,
+                " ORDER BY t.id"
+            ),
+            list_services: concat!(
+                "SELECT ",
+                service_columns!(),
+                " FROM services ORDER BY name"
+            ),
+            set_service_active: concat!(
+                "UPDATE services SET is_active = ",
+                $p2,
+                ", updated_at = ",
+                $now,
+                " WHERE name = ",
+                $p1,
+                " RETURNING ",
+                service_columns!()
+            ),
+            service_exists: concat!(
+                "SELECT EXISTS (SELECT 1 FROM services WHERE name = ",
+                $p1,
+                ")"
+            ),
+            revoke_token: concat!(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+                $now,
+                ") WHERE id = ",
+                $p1
+            ),
+            revoke_family: concat!(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+                $now,
+                ") \
+                 WHERE family_id = (SELECT family_id FROM tokens WHERE id = ",
+                $p1,
+                ")"
+            ),
+            prune_tokens: concat!("DELETE FROM tokens WHERE ", $prune),
+            token_keys_after: concat!(
+                "SELECT id, token_hash FROM tokens WHERE id > ",
+                $p1,
+                " ORDER BY id LIMIT ",
+                $p2
+            ),
+            token_keys_of_service: concat!(
+                "SELECT id, token_hash FROM tokens WHERE service_id = ",
+                $p1
+            ),
+            insert_token: concat!(
+                "INSERT INTO tokens \
+                     (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+                 SELECT id, ",
+                $p2,
+                ", ",
+                $p3,
+                ", ",
+                $p4,
+                ", ",
+                $p5,
+                ", \
+                        CASE WHEN ",
+                $p5,
+                " = 'refresh' THEN ",
+                $new_family,
+                " END, ",
+                $p6,
+                " \
+                 FROM services WHERE name = ",
+                $p1,
+                " RETURNING id"
+            ),
+            spend_refresh_token: concat!(
+                "UPDATE tokens SET revoked_at = ", $now, " \
+                 WHERE id = ", $p1, " AND kind = 'refresh' AND revoked_at IS NULL"
+            ),
+            insert_successor: concat!(
+                "INSERT INTO tokens \
+                     (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
+                 SELECT service_id, name, ", $p2, ", abilities, ", $p3, ", \
+                        CASE WHEN ", $p3, " = 'refresh' THEN family_id END, ", $p4, " \
+                 FROM tokens WHERE id = ", $p1, " RETURNING id"
+            ),
+        }
+    };
+}
+
+pub(super) use statements;
+
 /// The methods both backends run the same way. Expands inside a backend's
-/// `impl`, where `SQL` (its [`Statements`]), `MIGRATOR` and `self.db` (its
-/// [`super::connections::Connections`]) are in scope.
+/// `impl`, where `SQL` (its [`Statements`]), `MIGRATOR`, `self.db` (its
+/// [`super::connections::Connections`]) and `Self::names_param` (how it
+/// binds a list of names) are in scope.
 macro_rules! shared_statements {
     () => {
         pub async fn ready(&self) -> Result<bool, StoreError> {
@@ -142,6 +266,69 @@ macro_rules! shared_statements {
                 .iter()
                 .map(rows::token_info)
                 .collect::<Result<_, _>>()?)
+        }
+
+        pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
+            let abilities = Self::names_param(&token.abilities);
+            let id: Option<i64> = self
+                .db
+                .run(async |conn| {
+                    sqlx::query_scalar(SQL.insert_token)
+                        .bind(token.service.as_str())
+                        .bind(&token.name)
+                        .bind(token.digest.as_bytes().as_slice())
+                        .bind(abilities)
+                        .bind(token.kind.as_str())
+                        .bind(token.expires_at)
+                        .fetch_optional(conn)
+                        .await
+                })
+                .await?;
+            match id {
+                Some(id) => self.token_info(id).await,
+                None => Err(service_not_found(&token.service)),
+            }
+        }
+
+        /// The spend and both inserts commit together; the spend locks the
+        /// row, so a concurrent spend of the same token waits, then finds
+        /// it revoked and spends nothing.
+        pub async fn rotate_refresh_token(
+            &self,
+            id: i64,
+            access: &Successor,
+            refresh: &Successor,
+        ) -> Result<Option<Rotated>, StoreError> {
+            self.db
+                .run(async |conn| {
+                    let mut tx = conn.begin().await?;
+                    let spent = sqlx::query(SQL.spend_refresh_token)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if spent.rows_affected() != 1 {
+                        return Ok(None);
+                    }
+                    let mut ids = [0; 2];
+                    for (slot, (kind, successor)) in ids
+                        .iter_mut()
+                        .zip([("access", access), ("refresh", refresh)])
+                    {
+                        *slot = sqlx::query_scalar(SQL.insert_successor)
+                            .bind(id)
+                            .bind(successor.digest.as_bytes().as_slice())
+                            .bind(kind)
+                            .bind(successor.expires_at)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(Some(Rotated {
+                        access_id: ids[0],
+                        refresh_id: ids[1],
+                    }))
+                })
+                .await
         }
 
         pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {

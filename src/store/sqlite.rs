@@ -18,14 +18,15 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite};
 
 use super::connections::Connections;
 use super::rows::{
-    self, Columns, decode_error, service_columns, token_info_select, token_record_select,
+    self, Columns, decode_error, scalar_columns, service_columns, token_info_select,
+    token_record_select,
 };
-use super::sql::{Statements, shared_statements};
+use super::sql::{Statements, shared_statements, statements};
 use super::{
     Change, NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor,
-    TokenInfo, digests, redact_url, rotated, service_not_found,
+    TokenInfo, digests, redact_url, service_not_found,
 };
-use crate::model::{NetList, ServiceName, TokenRecord};
+use crate::model::{Ability, NetList, ServiceName, TokenRecord};
 use crate::token::TokenDigest;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -42,65 +43,18 @@ macro_rules! now {
     };
 }
 
-const SQL: Statements = Statements {
-    applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    token_by_id: concat!(token_record_select!(), " WHERE t.id = ?1"),
-    token_by_digest: concat!(token_record_select!(), " WHERE t.token_hash = ?1"),
-    token_info_by_id: concat!(token_info_select!(), " WHERE t.id = ?1"),
-    list_tokens: concat!(
-        token_info_select!(),
-        " WHERE ?1 IS NULL OR s.name = ?1 ORDER BY t.id"
-    ),
-    list_services: concat!(
-        "SELECT ",
-        service_columns!(),
-        " FROM services ORDER BY name"
-    ),
-    set_service_active: concat!(
-        "UPDATE services SET is_active = ?2, updated_at = ",
-        now!(),
-        " WHERE name = ?1 RETURNING ",
-        service_columns!()
-    ),
-    service_exists: "SELECT EXISTS (SELECT 1 FROM services WHERE name = ?1)",
-    revoke_token: concat!(
-        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
-        now!(),
-        ") WHERE id = ?1"
-    ),
-    revoke_family: concat!(
-        "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
-        now!(),
-        ") WHERE family_id = (SELECT family_id FROM tokens WHERE id = ?1)"
-    ),
-    prune_tokens: "DELETE FROM tokens WHERE julianday(expires_at) < julianday(?1) \
-                   OR julianday(revoked_at) < julianday(?1)",
-    token_keys_after: "SELECT id, token_hash FROM tokens WHERE id > ?1 ORDER BY id LIMIT ?2",
-    token_keys_of_service: "SELECT id, token_hash FROM tokens WHERE service_id = ?1",
+const SQL: Statements = statements! {
+    parameter: "?",
+    text_p1: "?1",
+    now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    new_family: "lower(hex(randomblob(16)))",
+    prune: "julianday(expires_at) < julianday(?1) OR julianday(revoked_at) < julianday(?1)",
 };
 
 /// SQLite columns: timestamps are RFC 3339 text, lists are JSON arrays of
 /// strings.
 impl Columns for SqliteRow {
-    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
-        self.try_get(column)
-    }
-
-    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        self.try_get(column)
-    }
+    scalar_columns!();
 
     fn names(&self, column: &str) -> Result<Vec<String>, sqlx::Error> {
         let text: &str = self.try_get(column)?;
@@ -120,6 +74,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     shared_statements!();
+
+    /// Lists of names are JSON arrays.
+    fn names_param(names: &[Ability]) -> String {
+        let names: Vec<&str> = names.iter().map(Ability::as_str).collect();
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+    }
 
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&options.url)
@@ -198,79 +158,6 @@ impl SqliteStore {
             })
             .await?;
         Ok((rows::service(&row)?, created))
-    }
-
-    pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
-        let abilities: Vec<&str> = token.abilities.iter().map(|a| a.as_str()).collect();
-        let abilities = serde_json::to_string(&abilities).unwrap_or_else(|_| "[]".into());
-        // A refresh token starts a new rotation family.
-        let id: Option<i64> = self.db.run(async |conn| sqlx::query_scalar(
-            "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-             SELECT id, ?2, ?3, ?4, ?5, \
-                    CASE WHEN ?5 = 'refresh' THEN lower(hex(randomblob(16))) END, ?6 \
-             FROM services WHERE name = ?1 RETURNING id",
-        )
-        .bind(token.service.as_str())
-        .bind(&token.name)
-        .bind(token.digest.as_bytes().as_slice())
-        .bind(abilities)
-        .bind(token.kind.as_str())
-        .bind(token.expires_at)
-        .fetch_optional(conn)
-        .await)
-        .await?;
-        match id {
-            Some(id) => self.token_info(id).await,
-            None => Err(service_not_found(&token.service)),
-        }
-    }
-
-    pub async fn rotate_refresh_token(
-        &self,
-        id: i64,
-        access: &Successor,
-        refresh: &Successor,
-    ) -> Result<Option<Rotated>, StoreError> {
-        // The spend takes the write lock first, so a concurrent spend of the
-        // same token waits, then finds it revoked.
-        let sql = concat!(
-            "UPDATE tokens SET revoked_at = ",
-            now!(),
-            " WHERE id = ?1 AND kind = 'refresh' AND revoked_at IS NULL \
-             RETURNING service_id, name, abilities, family_id"
-        );
-        self.db.run(async |conn| {
-        let mut tx = conn.begin().await?;
-        let spent: Option<(i64, String, String, Option<String>)> = sqlx::query_as(sql)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((service_id, name, abilities, family)) = spent else {
-            return Ok(None);
-        };
-        let mut rows = Vec::with_capacity(2);
-        for (kind, successor, family) in [
-            ("access", access, None),
-            ("refresh", refresh, family.as_deref()),
-        ] {
-            let row: (i64, String) = sqlx::query_as(
-                "INSERT INTO tokens (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id, kind",
-            )
-            .bind(service_id)
-            .bind(&name)
-            .bind(successor.digest.as_bytes().as_slice())
-            .bind(&abilities)
-            .bind(kind)
-            .bind(family)
-            .bind(successor.expires_at)
-            .fetch_one(&mut *tx)
-            .await?;
-            rows.push(row);
-        }
-        tx.commit().await?;
-        Ok(rotated(&rows))
-        }).await
     }
 
     /// One statement for the whole batch, as a JSON array of pairs.
