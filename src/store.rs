@@ -3,6 +3,7 @@
 //! (`store/sqlite.rs`).
 
 mod connections;
+mod feed;
 mod postgres;
 pub mod rows;
 mod sql;
@@ -17,8 +18,8 @@ use serde::Serialize;
 
 use crate::model::{Ability, NetList, ServiceName, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
+pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY};
 pub use postgres::PostgresStore;
-use sqlite::SqliteChanges;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -344,22 +345,10 @@ impl Store {
 
     /// Subscribes to changes made by any writer, plain SQL included.
     pub async fn changes(&self) -> Result<ChangeFeed, StoreError> {
-        let feed = match &self.backend {
-            Backend::Postgres(store) => {
-                let channel = heartbeat_channel();
-                let listener = store.listen(&channel).await?;
-                Feed::Postgres {
-                    listener: Box::new(listener),
-                    heartbeat: Heartbeat {
-                        store: store.clone(),
-                        channel,
-                        last_heard: std::time::Instant::now(),
-                    },
-                }
-            }
-            Backend::Sqlite(store) => Feed::Sqlite(store.changes().await?),
-        };
-        Ok(ChangeFeed { feed })
+        match &self.backend {
+            Backend::Postgres(store) => ChangeFeed::postgres(store).await,
+            Backend::Sqlite(store) => Ok(ChangeFeed::sqlite(store.changes().await?)),
+        }
     }
 }
 
@@ -384,142 +373,6 @@ fn digests(rows: Vec<(i64, Vec<u8>)>) -> Vec<(i64, TokenDigest)> {
 
 fn service_not_found(name: &ServiceName) -> StoreError {
     StoreError::NotFound(format!("service \"{name}\" not found"))
-}
-
-/// A change that can alter decisions, as the database announces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Token {
-        id: i64,
-        version: i64,
-        digest: TokenDigest,
-    },
-    Service {
-        id: i64,
-        version: i64,
-    },
-    /// Anything may have changed (a table was truncated, or a payload could
-    /// not be read); nothing older than `version` may be believed.
-    Everything {
-        version: i64,
-    },
-}
-
-impl Change {
-    /// Reads a trigger payload: `t:<id>:<version>:<hex>`, `s:<id>:<version>`
-    /// or `flush:<version>`. Anything unreadable counts as
-    /// [`Change::Everything`] with no version floor.
-    pub fn parse(payload: &str) -> Change {
-        let mut parts = payload.split(':');
-        let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some("t"), Some(id), Some(version), Some(hex)) => {
-                match (id.parse(), version.parse(), TokenDigest::from_hex(hex)) {
-                    (Ok(id), Ok(version), Some(digest)) => Some(Change::Token {
-                        id,
-                        version,
-                        digest,
-                    }),
-                    _ => None,
-                }
-            }
-            (Some("s"), Some(id), Some(version), None) => match (id.parse(), version.parse()) {
-                (Ok(id), Ok(version)) => Some(Change::Service { id, version }),
-                _ => None,
-            },
-            (Some("flush"), Some(version), None, None) => version
-                .parse()
-                .ok()
-                .map(|version| Change::Everything { version }),
-            _ => None,
-        };
-        parsed.unwrap_or(Change::Everything { version: 0 })
-    }
-}
-
-/// A live subscription to [`Change`]s: Postgres notifications, or the
-/// SQLite change log.
-#[derive(Debug)]
-pub struct ChangeFeed {
-    feed: Feed,
-}
-
-#[derive(Debug)]
-enum Feed {
-    Postgres {
-        listener: Box<sqlx::postgres::PgListener>,
-        heartbeat: Heartbeat,
-    },
-    Sqlite(SqliteChanges),
-}
-
-/// A Postgres listener's socket can go silent without an error (a
-/// failover, a dead NAT entry): notifications would just stop. So the
-/// feed notifies a channel of its own every second and counts itself lost
-/// when its own notifications stop arriving.
-#[derive(Debug)]
-struct Heartbeat {
-    store: PostgresStore,
-    channel: String,
-    last_heard: std::time::Instant,
-}
-
-/// How often the feed proves it still delivers, and how long it may stay
-/// silent before it counts as lost.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-const SILENT_FOR: Duration = Duration::from_millis(2_500);
-
-impl ChangeFeed {
-    /// The next change. `Ok(None)` or an error means the feed was lost and
-    /// changes may have been missed: drop it and subscribe again.
-    pub async fn next(&mut self) -> Result<Option<Change>, StoreError> {
-        match &mut self.feed {
-            Feed::Postgres {
-                listener,
-                heartbeat,
-            } => loop {
-                let Some(notification) = listener.try_recv().await? else {
-                    return Ok(None);
-                };
-                if notification.channel() == heartbeat.channel {
-                    heartbeat.last_heard = std::time::Instant::now();
-                    continue;
-                }
-                return Ok(Some(Change::parse(notification.payload())));
-            },
-            Feed::Sqlite(changes) => changes.next().await.map(Some),
-        }
-    }
-
-    /// Called every [`HEARTBEAT_EVERY`]: false when the feed has gone
-    /// silent and must be dropped. Sends the next heartbeat off the
-    /// caller's path. (A polled change log needs none: every poll is a
-    /// bounded query whose failure ends the feed.)
-    pub fn pulse(&mut self) -> bool {
-        match &mut self.feed {
-            Feed::Postgres { heartbeat, .. } => {
-                if heartbeat.last_heard.elapsed() > SILENT_FOR {
-                    return false;
-                }
-                let (store, channel) = (heartbeat.store.clone(), heartbeat.channel.clone());
-                tokio::spawn(async move {
-                    let _ = store.notify(&channel, "").await;
-                });
-                true
-            }
-            Feed::Sqlite(_) => true,
-        }
-    }
-}
-
-/// A channel name no other instance uses, so heartbeats cost every
-/// instance only its own.
-fn heartbeat_channel() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    let suffix: String = (0..16)
-        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-        .collect();
-    format!("gatepass_heartbeat_{suffix}")
 }
 
 /// How often a database that went down is probed with a new connection.
@@ -568,42 +421,6 @@ mod tests {
         }
         for bad in ["", "Billing", "-x", "with space", "é", &"x".repeat(65)] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn change_payloads_parse_and_junk_flushes_everything() {
-        let digest = TokenDigest::of(b"x");
-        let hex: String = digest
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            Change::parse(&format!("t:12:99:{hex}")),
-            Change::Token {
-                id: 12,
-                version: 99,
-                digest
-            }
-        );
-        assert_eq!(
-            Change::parse("s:3:100"),
-            Change::Service {
-                id: 3,
-                version: 100
-            }
-        );
-        assert_eq!(
-            Change::parse("flush:77"),
-            Change::Everything { version: 77 }
-        );
-        for junk in ["flush", "", "t:1:2", "s:x:1", "t:1:2:zz", "s:1:2:3"] {
-            assert_eq!(
-                Change::parse(junk),
-                Change::Everything { version: 0 },
-                "{junk}"
-            );
         }
     }
 
