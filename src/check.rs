@@ -53,6 +53,15 @@ pub struct RefreshLifetimes {
     pub refresh: chrono::Duration,
 }
 
+impl Default for RefreshLifetimes {
+    fn default() -> Self {
+        Self {
+            access: chrono::Duration::hours(1),
+            refresh: chrono::Duration::days(30),
+        }
+    }
+}
+
 /// The only error a check can have: the answer cannot be known. Surfaces map
 /// it to UNAVAILABLE / 503, never to an allow. Shared, because one failed
 /// database query answers every check that was waiting on it.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cache::Tiers;
 use crate::check::Authorizer;
@@ -489,8 +489,26 @@ fn print_tokens(tokens: &[TokenInfo]) -> anyhow::Result<()> {
 }
 
 /// Parses arguments, loads settings, starts logging and runs the command.
+/// The command line, with `--help` showing each setting's default as
+/// [`crate::config::shown_defaults`] has it.
+pub fn parse_command_line() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+fn command() -> clap::Command {
+    crate::config::shown_defaults()
+        .into_iter()
+        .fold(Cli::command(), |command, (id, shown)| {
+            command.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            })
+        })
+}
+
 pub async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     let settings = match Settings::load(&cli.settings) {
         Ok(settings) => settings,
         Err(error) => {
@@ -541,6 +559,29 @@ fn one_line(error: &CliError) -> String {
                 }
             }
             line
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_shows_each_default_once_from_the_settings_defaults() {
+        let command = command();
+        command.clone().debug_assert();
+        for (id, shown) in crate::config::shown_defaults() {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let help = arg.get_help().unwrap().to_string();
+            assert_eq!(help.matches("[default:").count(), 1, "{id}: {help}");
+            assert!(
+                help.ends_with(&format!("[default: {shown}]")),
+                "{id}: {help}"
+            );
         }
     }
 }

@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use crate::cache::{CacheOptions, RedisOptions};
 use crate::check::RefreshLifetimes;
+use crate::duration;
 use crate::model::NetList;
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
-
-/// The embedded store, created next to where gatepass runs.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://gatepass.db";
 
 /// Every setting as a flag (with its environment variable). All optional
 /// here; [`Settings::load`] applies the file and the defaults.
@@ -23,7 +21,7 @@ pub struct SettingsArgs {
     /// without `GATEPASS_` (for example `grpc_addr = "0.0.0.0:50051"`)
     #[arg(long, env = "GATEPASS_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Database URL: postgres://user@host/db or sqlite://path.db [default: sqlite://gatepass.db]
+    /// Database URL: postgres://user@host/db or sqlite://path.db
     #[arg(
         long,
         env = "GATEPASS_DATABASE_URL",
@@ -31,13 +29,13 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
-    /// Most database connections per process [default: 10]
+    /// Most database connections per process
     #[arg(long, env = "GATEPASS_DATABASE_MAX_CONNECTIONS", global = true)]
     pub database_max_connections: Option<String>,
-    /// How long a check waits for the database before answering UNAVAILABLE [default: 1s]
+    /// How long a check waits for the database before answering UNAVAILABLE
     #[arg(long, env = "GATEPASS_DATABASE_TIMEOUT", global = true)]
     pub database_timeout: Option<String>,
-    /// Redis URL for the shared L2 cache, redis://host:port/db [default: none, L1 only]
+    /// Redis URL for the shared L2 cache, redis://host:port/db
     #[arg(
         long,
         env = "GATEPASS_REDIS_URL",
@@ -45,88 +43,88 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
-    /// Key prefix in Redis, so deployments can share one [default: gatepass:]
+    /// Key prefix in Redis, so deployments can share one
     #[arg(long, env = "GATEPASS_REDIS_PREFIX", global = true)]
     pub redis_prefix: Option<String>,
-    /// How long Redis keeps a cached token [default: 10m]
+    /// How long Redis keeps a cached token
     #[arg(long, env = "GATEPASS_REDIS_TTL", global = true)]
     pub redis_ttl: Option<String>,
-    /// Bound on connecting to Redis and on each command [default: 50ms]
+    /// Bound on connecting to Redis and on each command
     #[arg(long, env = "GATEPASS_REDIS_TIMEOUT", global = true)]
     pub redis_timeout: Option<String>,
-    /// Tokens kept in memory (L1) [default: 100000]
+    /// Tokens kept in memory (L1)
     #[arg(long, env = "GATEPASS_CACHE_CAPACITY", global = true)]
     pub cache_capacity: Option<String>,
-    /// How long an L1 entry is trusted without a change notification [default: 5m]
+    /// How long an L1 entry is trusted without a change notification
     #[arg(long, env = "GATEPASS_CACHE_TTL", global = true)]
     pub cache_ttl: Option<String>,
-    /// Unknown or expired tokens remembered in memory [default: 100000]
+    /// Unknown or expired tokens remembered in memory
     #[arg(long, env = "GATEPASS_NEGATIVE_CACHE_CAPACITY", global = true)]
     pub negative_cache_capacity: Option<String>,
-    /// How long an unknown token is remembered, in memory and Redis [default: 30s]
+    /// How long an unknown token is remembered, in memory and Redis
     #[arg(long, env = "GATEPASS_NEGATIVE_CACHE_TTL", global = true)]
     pub negative_cache_ttl: Option<String>,
-    /// While the database is down, cached tokens keep validating this long after they were read [default: 1h]
+    /// While the database is down, cached tokens keep validating this long after they were read
     #[arg(long, env = "GATEPASS_CACHE_MAX_STALE", global = true)]
     pub cache_max_stale: Option<String>,
-    /// Lifetime of access tokens issued by POST /v1/tokens/refresh [default: 1h]
+    /// Lifetime of access tokens issued by POST /v1/tokens/refresh
     #[arg(long, env = "GATEPASS_REFRESH_ACCESS_TTL", global = true)]
     pub refresh_access_ttl: Option<String>,
-    /// Lifetime of refresh tokens issued by POST /v1/tokens/refresh [default: 30d]
+    /// Lifetime of refresh tokens issued by POST /v1/tokens/refresh
     #[arg(long, env = "GATEPASS_REFRESH_TOKEN_TTL", global = true)]
     pub refresh_token_ttl: Option<String>,
-    /// How often last-used times are written, in one statement [default: 10s]
+    /// How often last-used times are written, in one statement
     #[arg(long, env = "GATEPASS_LAST_USED_FLUSH_INTERVAL", global = true)]
     pub last_used_flush_interval: Option<String>,
-    /// gRPC listen address (Envoy ext_authz, gRPC health) [default: 0.0.0.0:50051]
+    /// gRPC listen address (Envoy ext_authz, gRPC health)
     #[arg(long, env = "GATEPASS_GRPC_ADDR", global = true)]
     pub grpc_addr: Option<String>,
-    /// HTTP listen address (/auth, /ext-authz/) [default: 0.0.0.0:8080]
+    /// HTTP listen address (/auth, /ext-authz/)
     #[arg(long, env = "GATEPASS_HTTP_ADDR", global = true)]
     pub http_addr: Option<String>,
-    /// Ops listen address (/healthz, /readyz) [default: 0.0.0.0:9464]
+    /// Ops listen address (/healthz, /readyz)
     #[arg(long, env = "GATEPASS_OPS_ADDR", global = true)]
     pub ops_addr: Option<String>,
-    /// Worker threads of the HTTP surface [default: number of CPUs]
+    /// Worker threads of the HTTP surface
     #[arg(long, env = "GATEPASS_HTTP_WORKERS", global = true)]
     pub http_workers: Option<String>,
-    /// Prefix of generated token secrets [default: gp_]
+    /// Prefix of generated token secrets
     #[arg(long, env = "GATEPASS_TOKEN_PREFIX", global = true)]
     pub token_prefix: Option<String>,
-    /// Deny tokens older than this whatever their expires_at, e.g. 90d [default: none]
+    /// Deny tokens older than this whatever their expires_at, e.g. 90d
     #[arg(long, env = "GATEPASS_TOKEN_MAX_AGE", global = true)]
     pub token_max_age: Option<String>,
-    /// HTTP peers whose X-Real-IP / X-Forwarded-For are believed [default: 127.0.0.0/8,::1]
+    /// HTTP peers whose X-Real-IP / X-Forwarded-For are believed
     #[arg(long, env = "GATEPASS_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
-    /// gRPC: take the client from x-forwarded-for past this many trusted hops [default: 0 = source address]
+    /// gRPC: take the client from x-forwarded-for past this many trusted hops
     #[arg(long, env = "GATEPASS_GRPC_XFF_TRUSTED_HOPS", global = true)]
     pub grpc_xff_trusted_hops: Option<String>,
     /// Route policy file (TOML rules: host, methods, path → required abilities); reloaded on change
     #[arg(long, env = "GATEPASS_POLICY_FILE", global = true)]
     pub policy_file: Option<String>,
-    /// Header carrying the service name upstream [default: x-gatepass-service]
+    /// Header carrying the service name upstream
     #[arg(long, env = "GATEPASS_HEADER_SERVICE", global = true)]
     pub header_service: Option<String>,
-    /// Header carrying the service id upstream [default: x-gatepass-service-id]
+    /// Header carrying the service id upstream
     #[arg(long, env = "GATEPASS_HEADER_SERVICE_ID", global = true)]
     pub header_service_id: Option<String>,
-    /// Header carrying the token id upstream [default: x-gatepass-token-id]
+    /// Header carrying the token id upstream
     #[arg(long, env = "GATEPASS_HEADER_TOKEN_ID", global = true)]
     pub header_token_id: Option<String>,
-    /// Header carrying the abilities upstream [default: x-gatepass-abilities]
+    /// Header carrying the abilities upstream
     #[arg(long, env = "GATEPASS_HEADER_ABILITIES", global = true)]
     pub header_abilities: Option<String>,
-    /// gRPC: headers Envoy removes before the upstream [default: authorization]
+    /// gRPC: headers Envoy removes before the upstream
     #[arg(long, env = "GATEPASS_REMOVE_HEADERS", global = true)]
     pub remove_headers: Option<String>,
-    /// Log filter: error, warn, info, debug, trace or a tracing directive [default: info]
+    /// Log filter: error, warn, info, debug, trace or a tracing directive
     #[arg(long, env = "GATEPASS_LOG_LEVEL", global = true)]
     pub log_level: Option<String>,
-    /// Log format: text or json [default: text]
+    /// Log format: text or json
     #[arg(long, env = "GATEPASS_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
-    /// How long shutdown waits for in-flight checks [default: 10s]
+    /// How long shutdown waits for in-flight checks
     #[arg(long, env = "GATEPASS_SHUTDOWN_TIMEOUT", global = true)]
     pub shutdown_timeout: Option<String>,
 }
@@ -153,6 +151,15 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
 /// Names of the headers that carry the caller's identity upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityHeaders {
@@ -173,7 +180,8 @@ impl Default for IdentityHeaders {
     }
 }
 
-/// Validated settings.
+/// Validated settings. [`Settings::default`] holds every default once:
+/// loading falls back to it and `--help` shows it ([`shown_defaults`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreOptions,
@@ -197,14 +205,95 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            store: StoreOptions::default(),
+            cache: CacheOptions::default(),
+            redis: None,
+            last_used_flush_interval: Duration::from_secs(10),
+            refresh_lifetimes: RefreshLifetimes::default(),
+            grpc_addr: addr(50051),
+            http_addr: addr(8080),
+            ops_addr: addr(9464),
+            http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            token_format: TokenFormat::default(),
+            token_max_age: None,
+            trusted_proxies: NetList::loopback(),
+            grpc_xff_trusted_hops: 0,
+            policy_file: None,
+            identity_headers: IdentityHeaders::default(),
+            remove_headers: vec!["authorization".to_owned()],
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The default of each setting that has one, as `--help` shows it: the
+/// flag's id and the value written as a user would write it.
+pub fn shown_defaults() -> Vec<(&'static str, String)> {
+    let d = Settings::default();
+    let redis = RedisOptions::default();
+    let show = duration::show;
+    let lifetime = |lifetime: chrono::Duration| show(lifetime.to_std().unwrap_or_default());
+    vec![
+        ("database_url", d.store.url),
+        (
+            "database_max_connections",
+            d.store.max_connections.to_string(),
+        ),
+        ("database_timeout", show(d.store.timeout)),
+        ("redis_url", "none, L1 only".into()),
+        ("redis_prefix", redis.prefix),
+        ("redis_ttl", show(redis.ttl)),
+        ("redis_timeout", show(redis.timeout)),
+        ("cache_capacity", d.cache.capacity.to_string()),
+        ("cache_ttl", show(d.cache.ttl)),
+        (
+            "negative_cache_capacity",
+            d.cache.negative_capacity.to_string(),
+        ),
+        ("negative_cache_ttl", show(d.cache.negative_ttl)),
+        ("cache_max_stale", show(d.cache.max_stale)),
+        ("refresh_access_ttl", lifetime(d.refresh_lifetimes.access)),
+        ("refresh_token_ttl", lifetime(d.refresh_lifetimes.refresh)),
+        ("last_used_flush_interval", show(d.last_used_flush_interval)),
+        ("grpc_addr", d.grpc_addr.to_string()),
+        ("http_addr", d.http_addr.to_string()),
+        ("ops_addr", d.ops_addr.to_string()),
+        (
+            "http_workers",
+            format!("{}, the number of CPUs", d.http_workers),
+        ),
+        ("token_prefix", d.token_format.prefix().to_owned()),
+        ("token_max_age", "none".into()),
+        ("trusted_proxies", d.trusted_proxies.to_string()),
+        (
+            "grpc_xff_trusted_hops",
+            format!("{} = source address", d.grpc_xff_trusted_hops),
+        ),
+        ("header_service", d.identity_headers.service),
+        ("header_service_id", d.identity_headers.service_id),
+        ("header_token_id", d.identity_headers.token_id),
+        ("header_abilities", d.identity_headers.abilities),
+        ("remove_headers", d.remove_headers.join(",")),
+        ("log_level", d.log_level),
+        ("log_format", d.log_format.as_str().into()),
+        ("shutdown_timeout", show(d.shutdown_timeout)),
+    ]
+}
+
 impl Settings {
     pub fn load(args: &SettingsArgs) -> Result<Self, ConfigError> {
         let mut source = Source::open(args.config.as_deref())?;
         let a = args;
+        let d = Settings::default();
         let database_url = source
             .take("database_url", &a.database_url)?
             .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+            .unwrap_or(d.store.url);
         let supported = ["postgres://", "postgresql://", "sqlite:"]
             .iter()
             .any(|scheme| database_url.starts_with(scheme));
@@ -218,30 +307,30 @@ impl Settings {
             ));
         }
         let cache = CacheOptions {
-            capacity: source.parse("cache_capacity", &a.cache_capacity, 100_000, positive)?,
-            ttl: source.parse(
-                "cache_ttl",
-                &a.cache_ttl,
-                Duration::from_secs(300),
-                parse_duration,
+            capacity: source.parse(
+                "cache_capacity",
+                &a.cache_capacity,
+                d.cache.capacity,
+                positive,
             )?,
+            ttl: source.parse("cache_ttl", &a.cache_ttl, d.cache.ttl, duration::parse)?,
             negative_capacity: source.parse(
                 "negative_cache_capacity",
                 &a.negative_cache_capacity,
-                100_000,
+                d.cache.negative_capacity,
                 positive,
             )?,
             negative_ttl: source.parse(
                 "negative_cache_ttl",
                 &a.negative_cache_ttl,
-                Duration::from_secs(30),
-                parse_duration,
+                d.cache.negative_ttl,
+                duration::parse,
             )?,
             max_stale: source.parse(
                 "cache_max_stale",
                 &a.cache_max_stale,
-                Duration::from_secs(3600),
-                parse_duration,
+                d.cache.max_stale,
+                duration::parse,
             )?,
         };
         let settings = Settings {
@@ -250,14 +339,14 @@ impl Settings {
                 max_connections: source.parse(
                     "database_max_connections",
                     &a.database_max_connections,
-                    10,
+                    d.store.max_connections,
                     positive,
                 )?,
                 timeout: source.parse(
                     "database_timeout",
                     &a.database_timeout,
-                    Duration::from_secs(1),
-                    parse_duration,
+                    d.store.timeout,
+                    duration::parse,
                 )?,
             },
             redis: redis_options(&mut source, a, cache.negative_ttl)?,
@@ -266,54 +355,51 @@ impl Settings {
                 access: source.parse(
                     "refresh_access_ttl",
                     &a.refresh_access_ttl,
-                    chrono::Duration::hours(1),
+                    d.refresh_lifetimes.access,
                     lifetime,
                 )?,
                 refresh: source.parse(
                     "refresh_token_ttl",
                     &a.refresh_token_ttl,
-                    chrono::Duration::days(30),
+                    d.refresh_lifetimes.refresh,
                     lifetime,
                 )?,
             },
             last_used_flush_interval: source.parse(
                 "last_used_flush_interval",
                 &a.last_used_flush_interval,
-                Duration::from_secs(10),
-                |raw| match parse_duration(raw)? {
+                d.last_used_flush_interval,
+                |raw| match duration::parse(raw)? {
                     interval if interval.is_zero() => Err("must be above 0".to_owned()),
                     interval => Ok(interval),
                 },
             )?,
-            grpc_addr: source.parse("grpc_addr", &a.grpc_addr, addr(50051), parse_addr)?,
-            http_addr: source.parse("http_addr", &a.http_addr, addr(8080), parse_addr)?,
-            ops_addr: source.parse("ops_addr", &a.ops_addr, addr(9464), parse_addr)?,
+            grpc_addr: source.parse("grpc_addr", &a.grpc_addr, d.grpc_addr, parse_addr)?,
+            http_addr: source.parse("http_addr", &a.http_addr, d.http_addr, parse_addr)?,
+            ops_addr: source.parse("ops_addr", &a.ops_addr, d.ops_addr, parse_addr)?,
             http_workers: source.parse(
                 "http_workers",
                 &a.http_workers,
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                d.http_workers,
                 positive,
             )?,
-            token_format: source.parse(
-                "token_prefix",
-                &a.token_prefix,
-                TokenFormat::default(),
-                |raw| TokenFormat::new(raw).map_err(|e| e.to_string()),
-            )?,
+            token_format: source.parse("token_prefix", &a.token_prefix, d.token_format, |raw| {
+                TokenFormat::new(raw).map_err(|e| e.to_string())
+            })?,
             token_max_age: source
                 .take("token_max_age", &a.token_max_age)?
-                .map(|raw| parse_duration(&raw).map_err(|e| ConfigError::new("token_max_age", e)))
+                .map(|raw| duration::parse(&raw).map_err(|e| ConfigError::new("token_max_age", e)))
                 .transpose()?,
             trusted_proxies: source.parse(
                 "trusted_proxies",
                 &a.trusted_proxies,
-                NetList::loopback(),
+                d.trusted_proxies,
                 |raw| NetList::parse(raw).map_err(|e| e.to_string()),
             )?,
             grpc_xff_trusted_hops: source.parse(
                 "grpc_xff_trusted_hops",
                 &a.grpc_xff_trusted_hops,
-                0,
+                d.grpc_xff_trusted_hops,
                 |raw| {
                     raw.parse()
                         .map_err(|_| "expected a whole number".to_owned())
@@ -326,28 +412,28 @@ impl Settings {
                 service: source.header(
                     "header_service",
                     &a.header_service,
-                    "x-gatepass-service",
+                    &d.identity_headers.service,
                 )?,
                 service_id: source.header(
                     "header_service_id",
                     &a.header_service_id,
-                    "x-gatepass-service-id",
+                    &d.identity_headers.service_id,
                 )?,
                 token_id: source.header(
                     "header_token_id",
                     &a.header_token_id,
-                    "x-gatepass-token-id",
+                    &d.identity_headers.token_id,
                 )?,
                 abilities: source.header(
                     "header_abilities",
                     &a.header_abilities,
-                    "x-gatepass-abilities",
+                    &d.identity_headers.abilities,
                 )?,
             },
             remove_headers: source.parse(
                 "remove_headers",
                 &a.remove_headers,
-                vec!["authorization".to_owned()],
+                d.remove_headers,
                 |raw| {
                     raw.split(',')
                         .map(str::trim)
@@ -356,7 +442,7 @@ impl Settings {
                         .collect()
                 },
             )?,
-            log_level: source.parse("log_level", &a.log_level, "info".to_owned(), |raw| {
+            log_level: source.parse("log_level", &a.log_level, d.log_level, |raw| {
                 tracing_subscriber::EnvFilter::try_new(raw)
                     .map(|_| raw.to_owned())
                     .map_err(|e| e.to_string())
@@ -364,7 +450,7 @@ impl Settings {
             log_format: source.parse(
                 "log_format",
                 &a.log_format,
-                LogFormat::Text,
+                d.log_format,
                 |raw| match raw {
                     "text" => Ok(LogFormat::Text),
                     "json" => Ok(LogFormat::Json),
@@ -374,8 +460,8 @@ impl Settings {
             shutdown_timeout: source.parse(
                 "shutdown_timeout",
                 &a.shutdown_timeout,
-                Duration::from_secs(10),
-                parse_duration,
+                d.shutdown_timeout,
+                duration::parse,
             )?,
         };
         source.reject_unknown()?;
@@ -388,21 +474,17 @@ fn redis_options(
     a: &SettingsArgs,
     negative_ttl: Duration,
 ) -> Result<Option<RedisOptions>, ConfigError> {
+    let d = RedisOptions::default();
     let url = source.take("redis_url", &a.redis_url)?;
     let prefix = source
         .take("redis_prefix", &a.redis_prefix)?
-        .unwrap_or_else(|| "gatepass:".into());
-    let ttl = source.parse(
-        "redis_ttl",
-        &a.redis_ttl,
-        Duration::from_secs(600),
-        parse_duration,
-    )?;
+        .unwrap_or(d.prefix);
+    let ttl = source.parse("redis_ttl", &a.redis_ttl, d.ttl, duration::parse)?;
     let timeout = source.parse(
         "redis_timeout",
         &a.redis_timeout,
-        Duration::from_millis(50),
-        parse_duration,
+        d.timeout,
+        duration::parse,
     )?;
     let Some(url) = url.filter(|url| !url.is_empty()) else {
         return Ok(None);
@@ -509,7 +591,7 @@ impl Source {
 
 /// A token lifetime: above zero, within what dates can hold.
 fn lifetime(raw: &str) -> Result<chrono::Duration, String> {
-    let duration = parse_duration(raw)?;
+    let duration = duration::parse(raw)?;
     match chrono::Duration::from_std(duration) {
         Ok(lifetime) if !duration.is_zero() && lifetime < chrono::Duration::days(36_500) => {
             Ok(lifetime)
@@ -547,28 +629,6 @@ fn header_name(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Durations as `250ms`, `90s`, `15m`, `12h`, `30d`.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| "expected a duration such as 250ms, 90s, 15m, 12h or 30d".to_owned())?;
-    let seconds_per_unit = match unit {
-        "ms" => return Ok(Duration::from_millis(amount)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m, h or d")),
-    };
-    amount
-        .checked_mul(seconds_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| "duration is too long".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,15 +661,9 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "s", "10", "10w", "-5s", "1.5h", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn loading_nothing_gives_the_defaults() {
+        let loaded = Settings::load(&SettingsArgs::default()).unwrap();
+        assert_eq!(format!("{loaded:?}"), format!("{:?}", Settings::default()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Module map, from the ground up: each module imports only modules listed
 //! above it (`tests/gatepass/layering.rs` holds the code to this).
 //! - [`token`] — the token format: parse, checksum, generate, digest (pure).
+//! - [`duration`] — durations as settings and requests write them (pure).
 //! - [`model`] — services, tokens, abilities, networks (plain data).
 //! - [`decision`] — `decide()`, bearer credentials, client addresses, route
 //!   policies (pure: imports `token` and `model` only).
@@ -34,6 +35,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod duration;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

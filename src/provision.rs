@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::parse_duration;
+use crate::duration;
 use crate::model::parse_ability_list;
 use crate::model::{NetList, ServiceName, TokenKind};
 use crate::store::{NewToken, Service, ServiceChange, Store, StoreError, TokenInfo};
@@ -120,7 +120,7 @@ pub async fn prune_tokens(store: &Store, hours: u32) -> Result<u64, ProvisionErr
 }
 
 fn expiry(raw: &str) -> Result<DateTime<Utc>, ProvisionError> {
-    let lifetime = parse_duration(raw).map_err(|e| invalid(format!("expires in {raw:?}: {e}")))?;
+    let lifetime = duration::parse(raw).map_err(|e| invalid(format!("expires in {raw:?}: {e}")))?;
     chrono::Duration::from_std(lifetime)
         .ok()
         .and_then(|lifetime| Utc::now().checked_add_signed(lifetime))

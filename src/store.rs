@@ -76,6 +76,17 @@ pub struct StoreOptions {
     pub timeout: Duration,
 }
 
+impl Default for StoreOptions {
+    /// The embedded store, created next to where gatepass runs.
+    fn default() -> Self {
+        Self {
+            url: "sqlite://gatepass.db".into(),
+            max_connections: 10,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 /// A service as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {

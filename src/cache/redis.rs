@@ -55,6 +55,19 @@ pub struct RedisOptions {
     pub timeout: Duration,
 }
 
+impl Default for RedisOptions {
+    /// Everything but where Redis is: no URL means no L2.
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            prefix: "gatepass:".into(),
+            ttl: Duration::from_secs(600),
+            negative_ttl: Duration::from_secs(30),
+            timeout: Duration::from_millis(50),
+        }
+    }
+}
+
 /// What L2 holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that decide without touching the world.
-const PURE: [&str; 3] = ["token", "model", "decision"];
+const PURE: [&str; 4] = ["token", "duration", "model", "decision"];
 
 /// Crates and std modules that do I/O or run tasks; none may appear in a
 /// pure module.
