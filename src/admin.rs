@@ -2,16 +2,20 @@
 //! over HTTP and JSON, for callers holding a token with `gatepass:admin`.
 //! Every request is authorized by the same decision core as a check.
 
+use actix_web::dev::Payload;
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 
 use crate::check::Authorizer;
 use crate::decision::{CheckRequest, Decision};
 use crate::http::{authorization, client_ip, deny, unavailable};
+use crate::model::{Ability, TokenKind};
 use crate::model::{NetList, Requirements};
-use crate::provision::{self, ProvisionError, TokenRequest};
-use crate::store::StoreError;
+use crate::provision::{self, Lifetime, ProvisionError, TokenRequest};
+use crate::store::{ServiceChange, Store, StoreError};
 
 /// The ability an admin token must hold.
 pub const ADMIN_ABILITY: &str = "gatepass:admin";
@@ -20,6 +24,7 @@ pub const ADMIN_ABILITY: &str = "gatepass:admin";
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub authorizer: Authorizer,
+    pub store: Store,
     pub trusted_proxies: NetList,
 }
 
@@ -37,24 +42,48 @@ pub fn routes(config: &mut web::ServiceConfig) {
     );
 }
 
-/// Answers `Err` with the denial (or 503) unless the caller may administer.
-async fn authorize(request: &HttpRequest, state: &AdminState) -> Result<String, HttpResponse> {
-    let mut requirements = Requirements::default();
-    requirements.require_all(ADMIN_ABILITY);
-    let check = CheckRequest {
-        authorization: authorization(request.headers()),
-        client_ip: client_ip(request, &state.trusted_proxies),
-        method: request.method().as_str().as_bytes(),
-        path: request.path().as_bytes(),
-        requirements,
-        ..CheckRequest::default()
-    };
-    match state.authorizer.check(&check).await {
-        Ok(verdict) => match verdict.decision {
-            Decision::Allow(record) => Ok(format!("{}/{}", record.service.name, record.id)),
-            Decision::Deny(reason) => Err(deny(reason)),
-        },
-        Err(_) => Err(unavailable()),
+/// A caller allowed to administer: a token holding [`ADMIN_ABILITY`],
+/// checked by the same decision core as every check. Handlers that take
+/// one run only for such callers; everyone else gets the denial (or 503).
+#[derive(Debug)]
+pub struct Admin {
+    /// `<service>/<token id>`, for the audit line of each change.
+    caller: String,
+}
+
+impl FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let state = request
+                .app_data::<web::Data<AdminState>>()
+                .expect("the admin routes are served with their state");
+            let mut requirements = Requirements::default();
+            requirements.require_all(ADMIN_ABILITY);
+            let check = CheckRequest {
+                authorization: authorization(request.headers()),
+                client_ip: client_ip(&request, &state.trusted_proxies),
+                method: request.method().as_str().as_bytes(),
+                path: request.path().as_bytes(),
+                requirements,
+                ..CheckRequest::default()
+            };
+            let refused = match state.authorizer.check(&check).await {
+                Ok(verdict) => match verdict.decision {
+                    Decision::Allow(record) => {
+                        return Ok(Admin {
+                            caller: format!("{}/{}", record.service.name, record.id),
+                        });
+                    }
+                    Decision::Deny(reason) => deny(reason),
+                },
+                Err(_) => unavailable(),
+            };
+            Err(InternalError::from_response("not an admin", refused).into())
+        })
     }
 }
 
@@ -94,11 +123,8 @@ fn bad_body(problem: serde_json::Error) -> HttpResponse {
     )
 }
 
-async fn list_services(request: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Err(denied) = authorize(&request, &state).await {
-        return denied;
-    }
-    let services = state.authorizer.tiers().store().list_services().await;
+async fn list_services(_: Admin, state: web::Data<AdminState>) -> HttpResponse {
+    let services = state.store.list_services().await;
     respond(services.map(json).map_err(Into::into), StatusCode::OK)
 }
 
@@ -110,15 +136,11 @@ struct ServiceBody {
 }
 
 async fn save_service(
-    request: HttpRequest,
+    admin: Admin,
     state: web::Data<AdminState>,
     name: web::Path<String>,
     bytes: web::Bytes,
 ) -> HttpResponse {
-    let admin = match authorize(&request, &state).await {
-        Ok(admin) => admin,
-        Err(denied) => return denied,
-    };
     let fields: ServiceBody = if bytes.is_empty() {
         ServiceBody::default()
     } else {
@@ -127,12 +149,25 @@ async fn save_service(
             Err(problem) => return bad_body(problem),
         }
     };
-    let ips = fields.ip_allowlist.map(|list| list.join(","));
-    let store = state.authorizer.tiers().store();
-    match provision::save_service(store, &name, fields.description, ips.as_deref()).await {
+    let change = provision::parse_service_name(&name).and_then(|name| {
+        let ip_allowlist = fields
+            .ip_allowlist
+            .map(|entries| provision::parse_allowlist(&entries.join(",")))
+            .transpose()?;
+        Ok(ServiceChange {
+            name,
+            description: fields.description,
+            ip_allowlist,
+        })
+    });
+    let saved = match change {
+        Ok(change) => provision::save_service(&state.store, &change).await,
+        Err(error) => Err(error),
+    };
+    match saved {
         Ok((service, created)) => {
             tracing::info!(
-                admin,
+                admin = admin.caller,
                 service = service.name.as_str(),
                 created,
                 "service saved"
@@ -149,35 +184,33 @@ async fn save_service(
 }
 
 async fn disable_service(
-    request: HttpRequest,
+    admin: Admin,
     state: web::Data<AdminState>,
     name: web::Path<String>,
 ) -> HttpResponse {
-    set_active(request, state, &name, false).await
+    set_active(admin, &state, &name, false).await
 }
 
 async fn enable_service(
-    request: HttpRequest,
+    admin: Admin,
     state: web::Data<AdminState>,
     name: web::Path<String>,
 ) -> HttpResponse {
-    set_active(request, state, &name, true).await
+    set_active(admin, &state, &name, true).await
 }
 
-async fn set_active(
-    request: HttpRequest,
-    state: web::Data<AdminState>,
-    name: &str,
-    active: bool,
-) -> HttpResponse {
-    let admin = match authorize(&request, &state).await {
-        Ok(admin) => admin,
-        Err(denied) => return denied,
+async fn set_active(admin: Admin, state: &AdminState, name: &str, active: bool) -> HttpResponse {
+    let result = match provision::parse_service_name(name) {
+        Ok(name) => provision::set_service_active(&state.store, &name, active).await,
+        Err(error) => Err(error),
     };
-    let store = state.authorizer.tiers().store();
-    let result = provision::set_service_active(store, name, active).await;
     if result.is_ok() {
-        tracing::info!(admin, service = name, active, "service activity changed");
+        tracing::info!(
+            admin = admin.caller,
+            service = name,
+            active,
+            "service activity changed"
+        );
     }
     respond(result.map(json), StatusCode::OK)
 }
@@ -188,15 +221,15 @@ struct TokenFilter {
 }
 
 async fn list_tokens(
-    request: HttpRequest,
+    _: Admin,
     state: web::Data<AdminState>,
     filter: web::Query<TokenFilter>,
 ) -> HttpResponse {
-    if let Err(denied) = authorize(&request, &state).await {
-        return denied;
-    }
-    let store = state.authorizer.tiers().store();
-    let tokens = provision::list_tokens(store, filter.service.as_deref()).await;
+    let tokens = match filter.service.as_deref().map(provision::parse_service_name) {
+        Some(Err(error)) => Err(error),
+        Some(Ok(name)) => provision::list_tokens(&state.store, Some(&name)).await,
+        None => provision::list_tokens(&state.store, None).await,
+    };
     respond(tokens.map(json), StatusCode::OK)
 }
 
@@ -221,41 +254,55 @@ fn default_abilities() -> Vec<String> {
     vec!["*".to_owned()]
 }
 
+impl TokenBody {
+    fn into_request(self) -> Result<TokenRequest, ProvisionError> {
+        let invalid = |message: String| ProvisionError::Invalid(message);
+        if self.abilities.iter().any(|a| a.contains(',')) {
+            return Err(invalid("an ability cannot contain ','".to_owned()));
+        }
+        let abilities = self
+            .abilities
+            .iter()
+            .map(|name| Ability::parse(name.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(TokenRequest {
+            service: provision::parse_service_name(&self.service)?,
+            name: self.name,
+            abilities,
+            lifetime: self
+                .expires_in
+                .as_deref()
+                .map(Lifetime::parse)
+                .transpose()?,
+            kind: if self.refresh {
+                TokenKind::Refresh
+            } else {
+                TokenKind::Access
+            },
+        })
+    }
+}
+
 /// Answers the plain-text token once, in the body of the 201.
 async fn issue_token(
-    request: HttpRequest,
+    admin: Admin,
     state: web::Data<AdminState>,
     bytes: web::Bytes,
 ) -> HttpResponse {
-    let admin = match authorize(&request, &state).await {
-        Ok(admin) => admin,
-        Err(denied) => return denied,
-    };
-    let fields: TokenBody = match serde_json::from_slice(&bytes) {
-        Ok(fields) => fields,
+    let request = match serde_json::from_slice::<TokenBody>(&bytes) {
+        Ok(fields) => fields.into_request(),
         Err(problem) => return bad_body(problem),
     };
-    if fields.abilities.iter().any(|a| a.contains(',')) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "an ability cannot contain ','",
-        );
-    }
-    let abilities = fields.abilities.join(",");
-    let token_request = TokenRequest {
-        service: &fields.service,
-        name: &fields.name,
-        abilities: &abilities,
-        expires_in: fields.expires_in.as_deref(),
-        refresh: fields.refresh,
-    };
-    let store = state.authorizer.tiers().store();
     let format = state.authorizer.format();
-    match provision::issue_token(store, format, &token_request).await {
+    let issued = match request {
+        Ok(request) => provision::issue_token(&state.store, format, request).await,
+        Err(error) => Err(error),
+    };
+    match issued {
         Ok((issued, info)) => {
             tracing::info!(
-                admin,
+                admin = admin.caller,
                 service = info.service.as_str(),
                 token_id = info.id,
                 "token issued"
@@ -271,18 +318,16 @@ async fn issue_token(
 }
 
 async fn revoke_token(
-    request: HttpRequest,
+    admin: Admin,
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let admin = match authorize(&request, &state).await {
-        Ok(admin) => admin,
-        Err(denied) => return denied,
+    let result = match provision::parse_token_id(&id) {
+        Ok(id) => provision::revoke_token(&state.store, id).await,
+        Err(error) => Err(error),
     };
-    let store = state.authorizer.tiers().store();
-    let result = provision::revoke_token(store, &id).await;
     if let Ok(info) = &result {
-        tracing::info!(admin, token_id = info.id, "token revoked");
+        tracing::info!(admin = admin.caller, token_id = info.id, "token revoked");
     }
     respond(result.map(json), StatusCode::OK)
 }
@@ -293,15 +338,11 @@ struct PruneQuery {
 }
 
 async fn prune_tokens(
-    request: HttpRequest,
+    _: Admin,
     state: web::Data<AdminState>,
     query: web::Query<PruneQuery>,
 ) -> HttpResponse {
-    if let Err(denied) = authorize(&request, &state).await {
-        return denied;
-    }
-    let store = state.authorizer.tiers().store();
-    let pruned = provision::prune_tokens(store, query.hours.unwrap_or(24)).await;
+    let pruned = provision::prune_tokens(&state.store, query.hours.unwrap_or(24)).await;
     respond(
         pruned.map(|pruned| serde_json::json!({ "pruned": pruned })),
         StatusCode::OK,

@@ -14,10 +14,10 @@ use crate::check::Authorizer;
 use crate::config::{Settings, SettingsArgs};
 use crate::decision::{AuthorizationHeader, CheckRequest, Decision};
 use crate::metrics::Metrics;
-use crate::model::Requirements;
+use crate::model::{Requirements, TokenKind, parse_ability_list};
 use crate::policy_file::{PolicyError, PolicyHandle};
-use crate::provision::{self, ProvisionError, TokenRequest};
-use crate::store::{Service, Store, TokenInfo};
+use crate::provision::{self, Lifetime, ProvisionError, TokenRequest};
+use crate::store::{Service, ServiceChange, Store, TokenInfo};
 use crate::{server, telemetry};
 
 #[derive(Debug, Parser)]
@@ -216,8 +216,12 @@ async fn service(command: ServiceCommand, store: &Store) -> Result<ExitCode, Cli
             description,
             ips,
         } => {
-            let (service, created) =
-                provision::save_service(store, &name, description, ips.as_deref()).await?;
+            let change = ServiceChange {
+                name: provision::parse_service_name(&name)?,
+                description,
+                ip_allowlist: ips.as_deref().map(provision::parse_allowlist).transpose()?,
+            };
+            let (service, created) = provision::save_service(store, &change).await?;
             let verb = if created { "created" } else { "updated" };
             eprintln!("{verb} service {} (id {})", service.name, service.id);
         }
@@ -239,7 +243,8 @@ async fn service(command: ServiceCommand, store: &Store) -> Result<ExitCode, Cli
 }
 
 async fn set_active(store: &Store, name: &str, active: bool) -> Result<(), CliError> {
-    let service = provision::set_service_active(store, name, active).await?;
+    let name = provision::parse_service_name(name)?;
+    let service = provision::set_service_active(store, &name, active).await?;
     let state = if active { "enabled" } else { "disabled" };
     eprintln!("{state} service {} (id {})", service.name, service.id);
     Ok(())
@@ -259,14 +264,19 @@ async fn token(
             refresh,
         } => {
             let request = TokenRequest {
-                service: &service,
-                name: &name,
-                abilities: &abilities,
-                expires_in: expires_in.as_deref(),
-                refresh,
+                service: provision::parse_service_name(&service)?,
+                name,
+                abilities: parse_ability_list(&abilities)
+                    .map_err(|e| ProvisionError::Invalid(e.to_string()))?,
+                lifetime: expires_in.as_deref().map(Lifetime::parse).transpose()?,
+                kind: if refresh {
+                    TokenKind::Refresh
+                } else {
+                    TokenKind::Access
+                },
             };
             let (issued, info) =
-                provision::issue_token(store, &settings.token_format, &request).await?;
+                provision::issue_token(store, &settings.token_format, request).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", issued.expose()).context("cannot write the token")?;
             eprintln!(
@@ -279,7 +289,11 @@ async fn token(
             );
         }
         TokenCommand::List { service, json } => {
-            let tokens = provision::list_tokens(store, service.as_deref()).await?;
+            let service = service
+                .as_deref()
+                .map(provision::parse_service_name)
+                .transpose()?;
+            let tokens = provision::list_tokens(store, service.as_ref()).await?;
             if json {
                 print_json(&tokens)?;
             } else {
@@ -287,7 +301,7 @@ async fn token(
             }
         }
         TokenCommand::Revoke { id } => {
-            let info = provision::revoke_token(store, &id).await?;
+            let info = provision::revoke_token(store, provision::parse_token_id(&id)?).await?;
             eprintln!(
                 "revoked token {} of {} at {}",
                 info.id,

@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::duration;
-use crate::model::parse_ability_list;
-use crate::model::{NetList, ServiceName, TokenKind};
+use crate::model::{Ability, NetList, ServiceName, TokenKind};
 use crate::store::{NewToken, Service, ServiceChange, Store, StoreError, TokenInfo};
 use crate::token::{IssuedToken, TokenFormat};
 
@@ -23,72 +22,60 @@ fn invalid(error: impl std::fmt::Display) -> ProvisionError {
     ProvisionError::Invalid(error.to_string())
 }
 
-/// Creates the service, or updates the fields given; `ips` is a
-/// comma-separated allowlist (`""` clears it). Returns whether it was
-/// created.
+/// Creates the service, or updates the fields given (an empty allowlist
+/// clears it). Returns whether it was created.
 pub async fn save_service(
     store: &Store,
-    name: &str,
-    description: Option<String>,
-    ips: Option<&str>,
+    change: &ServiceChange,
 ) -> Result<(Service, bool), ProvisionError> {
-    if description.as_ref().is_some_and(|d| d.len() > 1024) {
+    if change.description.as_ref().is_some_and(|d| d.len() > 1024) {
         return Err(invalid("description must be at most 1024 characters"));
     }
-    let change = ServiceChange {
-        name: ServiceName::parse(name).map_err(invalid)?,
-        description,
-        ip_allowlist: ips.map(NetList::parse).transpose().map_err(invalid)?,
-    };
-    Ok(store.upsert_service(&change).await?)
+    Ok(store.upsert_service(change).await?)
 }
 
 pub async fn set_service_active(
     store: &Store,
-    name: &str,
+    name: &ServiceName,
     active: bool,
 ) -> Result<Service, ProvisionError> {
-    let name = ServiceName::parse(name).map_err(invalid)?;
-    Ok(store.set_service_active(&name, active).await?)
+    Ok(store.set_service_active(name, active).await?)
 }
 
-/// What `token issue` asks for.
+/// What issuing a token asks for.
 #[derive(Debug, Clone)]
-pub struct TokenRequest<'a> {
-    pub service: &'a str,
-    pub name: &'a str,
-    /// Comma-separated; `*` grants all.
-    pub abilities: &'a str,
-    /// A duration such as `30d`; `None` never expires.
-    pub expires_in: Option<&'a str>,
-    pub refresh: bool,
+pub struct TokenRequest {
+    pub service: ServiceName,
+    pub name: String,
+    /// `*` grants all.
+    pub abilities: Vec<Ability>,
+    /// `None` never expires.
+    pub lifetime: Option<Lifetime>,
+    pub kind: TokenKind,
 }
 
 /// Issues a token: the plain text, to be shown once, and its row.
 pub async fn issue_token(
     store: &Store,
     format: &TokenFormat,
-    request: &TokenRequest<'_>,
+    request: TokenRequest,
 ) -> Result<(IssuedToken, TokenInfo), ProvisionError> {
     let name = request.name;
     if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
         return Err(invalid("token name must be 1 to 255 printable characters"));
     }
-    let service = ServiceName::parse(request.service).map_err(invalid)?;
-    let abilities = parse_ability_list(request.abilities).map_err(invalid)?;
-    let expires_at = request.expires_in.map(expiry).transpose()?;
+    let mut abilities = request.abilities;
+    abilities.sort();
+    abilities.dedup();
+    let expires_at = request.lifetime.map(Lifetime::expiry).transpose()?;
     let secret = format.generate_secret();
     let info = store
         .insert_token(&NewToken {
-            service,
-            name: name.to_owned(),
+            service: request.service,
+            name,
             digest: secret.digest(),
             abilities,
-            kind: if request.refresh {
-                TokenKind::Refresh
-            } else {
-                TokenKind::Access
-            },
+            kind: request.kind,
             expires_at,
         })
         .await?;
@@ -97,19 +84,12 @@ pub async fn issue_token(
 
 pub async fn list_tokens(
     store: &Store,
-    service: Option<&str>,
+    service: Option<&ServiceName>,
 ) -> Result<Vec<TokenInfo>, ProvisionError> {
-    let service = service
-        .map(ServiceName::parse)
-        .transpose()
-        .map_err(invalid)?;
-    Ok(store.list_tokens(service.as_ref()).await?)
+    Ok(store.list_tokens(service).await?)
 }
 
-pub async fn revoke_token(store: &Store, id: &str) -> Result<TokenInfo, ProvisionError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| invalid(format!("token id {id:?} is not a number")))?;
+pub async fn revoke_token(store: &Store, id: i64) -> Result<TokenInfo, ProvisionError> {
     Ok(store.revoke_token(id).await?)
 }
 
@@ -119,10 +99,46 @@ pub async fn prune_tokens(store: &Store, hours: u32) -> Result<u64, ProvisionErr
     Ok(store.prune_tokens(before).await?)
 }
 
-fn expiry(raw: &str) -> Result<DateTime<Utc>, ProvisionError> {
-    let lifetime = duration::parse(raw).map_err(|e| invalid(format!("expires in {raw:?}: {e}")))?;
-    chrono::Duration::from_std(lifetime)
-        .ok()
-        .and_then(|lifetime| Utc::now().checked_add_signed(lifetime))
-        .ok_or_else(|| invalid(format!("expires in {raw:?} is too long")))
+/// The words every provisioning surface reads alike; each surface reads
+/// its own lists and bodies around them.
+pub fn parse_service_name(name: &str) -> Result<ServiceName, ProvisionError> {
+    ServiceName::parse(name).map_err(invalid)
+}
+
+pub fn parse_token_id(id: &str) -> Result<i64, ProvisionError> {
+    id.parse()
+        .map_err(|_| invalid(format!("token id {id:?} is not a number")))
+}
+
+pub fn parse_allowlist(list: &str) -> Result<NetList, ProvisionError> {
+    NetList::parse(list).map_err(invalid)
+}
+
+/// A token lifetime as written (`30d`), kept for its error messages.
+#[derive(Debug, Clone)]
+pub struct Lifetime {
+    written: String,
+    lifetime: chrono::Duration,
+}
+
+impl Lifetime {
+    pub fn parse(raw: &str) -> Result<Self, ProvisionError> {
+        let lifetime =
+            duration::parse(raw).map_err(|e| invalid(format!("expires in {raw:?}: {e}")))?;
+        let lifetime = chrono::Duration::from_std(lifetime).map_err(|_| too_long(raw))?;
+        Ok(Self {
+            written: raw.to_owned(),
+            lifetime,
+        })
+    }
+
+    fn expiry(self) -> Result<DateTime<Utc>, ProvisionError> {
+        Utc::now()
+            .checked_add_signed(self.lifetime)
+            .ok_or_else(|| too_long(&self.written))
+    }
+}
+
+fn too_long(raw: &str) -> ProvisionError {
+    invalid(format!("expires in {raw:?} is too long"))
 }

@@ -152,6 +152,7 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
 
     let admin_state = web::Data::new(AdminState {
         authorizer: authorizer.clone(),
+        store: store.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
     });
     let http_state = web::Data::new(HttpState::new(
