@@ -2,7 +2,7 @@
 //! Bearer extraction (README "Decision": `Authorization: Bearer <token>`,
 //! scheme case-insensitive, any other scheme is no credential):
 //! - `AuthorizationHeader::from_values(..).bearer_token()` and
-//!   `authz::bearer_token` never panic;
+//!   `decision::bearer_token` never panic;
 //! - no value is `missing_token`; two or more values, or one containing
 //!   `,`, are `malformed_token`;
 //! - an Ok token is a sub-slice of the value, without leading or trailing

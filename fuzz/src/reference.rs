@@ -241,7 +241,7 @@ impl<'a> Requirements<'a> {
 
 /// README "Route policy" globs: `*` matches any run of bytes other than
 /// `/`, `**` any run at all, every other byte itself. The backtracking
-/// matcher of src/authz/policy/path.rs's tests, with each `**`/`*` loop
+/// matcher of src/decision/policy/path.rs's tests, with each `**`/`*` loop
 /// written as "skip nothing, or one more byte" and memoised, so it takes
 /// time glob × path instead of exponential time.
 pub fn glob_matches(glob: &[u8], path: &[u8]) -> bool {
