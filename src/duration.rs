@@ -28,12 +28,12 @@ pub fn parse(raw: &str) -> Result<Duration, String> {
 /// The shortest way [`parse`] reads back as the same duration.
 pub fn show(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 != 0 {
+    if !millis.is_multiple_of(1000) {
         return format!("{millis}ms");
     }
     let seconds = duration.as_secs();
     for (unit, per) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if seconds >= per && seconds % per == 0 {
+        if seconds >= per && seconds.is_multiple_of(per) {
             return format!("{}{unit}", seconds / per);
         }
     }

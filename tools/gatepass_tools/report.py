@@ -1,0 +1,423 @@
+"""BENCHMARKS.md, written from one benches/run run: its results rows, the
+memory steps of scenario g, the facts the run recorded and the commands it
+ran. Every figure is computed here from those, nothing is typed in.
+
+Figures shown as "-" were not measured (a scenario left out of the run).
+Ratios are rounded to three decimals before they are judged against a
+target, so a verdict always agrees with the figure printed next to it.
+"""
+
+import re
+from pathlib import Path
+
+from .metrics import Selector
+from .results import Results, figure, rounded
+
+#: benches/run rewrites BENCHMARKS.md above this line and keeps what follows.
+MARKER = "<!-- benches/run writes everything above this line; what follows is kept -->"
+#: A fixed-rate load below this share of its rate did not hold it.
+RATE_KEPT = 0.97
+NOT_MEASURED = "-"
+
+#: The rows of the results table: label, server, load (facts in braces), key, baseline key.
+TABLE = [
+    ("a L1 hit, gRPC", "no-op", "h2load sat", "a.grpc.sat.noop", None),
+    ("a L1 hit, gRPC", "gatepass", "h2load sat", "a.grpc.sat.gp", "a.grpc.sat.noop"),
+    ("a L1 hit, gRPC", "no-op", "h2load {grpc_half}/s", "a.grpc.rate.noop", None),
+    ("a L1 hit, gRPC", "gatepass", "h2load {grpc_half}/s", "a.grpc.rate.gp", "a.grpc.rate.noop"),
+    ("a L1 hit, HTTP", "no-op", "wrk sat", "a.http.sat.noop", None),
+    ("a L1 hit, HTTP", "gatepass", "wrk sat", "a.http.sat.gp", "a.http.sat.noop"),
+    ("a L1 hit, HTTP", "no-op", "h2load --h1 {http_half}/s", "a.http.rate.noop", None),
+    ("a L1 hit, HTTP", "gatepass", "h2load --h1 {http_half}/s", "a.http.rate.gp", "a.http.rate.noop"),
+    ("b Redis hit, HTTP", "no-op", "wrk+lua sat", "b.http.sat.noop", None),
+    ("b Redis hit, HTTP", "gatepass", "wrk+lua sat", "b.http.sat.gp", "b.http.sat.noop"),
+    ("b Redis hit, HTTP", "no-op", "wrk+lua {b_connections}c×{b_delay_ms}ms", "b.http.paced.noop", None),
+    ("b Redis hit, HTTP", "gatepass", "wrk+lua {b_connections}c×{b_delay_ms}ms", "b.http.paced.gp", "b.http.paced.noop"),
+    ("b Redis hit, HTTP", "no-op", "wrk+lua 2c×2ms", "b.http.light.noop", None),
+    ("b Redis hit, HTTP", "gatepass", "wrk+lua 2c×2ms", "b.http.light.gp", "b.http.light.noop"),
+    ("c database, HTTP", "no-op", "wrk+lua sat", "c.http.sat.noop", None),
+    ("c database, HTTP", "gatepass", "wrk+lua sat", "c.http.sat.gp", "c.http.sat.noop"),
+    ("c database, HTTP", "no-op", "wrk+lua {c_connections}c×{c_delay_ms}ms", "c.http.paced.noop", None),
+    ("c database, HTTP", "gatepass", "wrk+lua {c_connections}c×{c_delay_ms}ms", "c.http.paced.gp", "c.http.paced.noop"),
+    ("c database, HTTP", "no-op", "wrk+lua 2c×2ms", "c.http.light.noop", None),
+    ("c database, HTTP", "gatepass", "wrk+lua 2c×2ms", "c.http.light.gp", "c.http.light.noop"),
+    ("d deny, gRPC", "no-op", "h2load sat", "d.grpc.sat.noop", None),
+    ("d deny, gRPC", "gatepass", "h2load sat", "d.grpc.sat.gp", "d.grpc.sat.noop"),
+    ("d deny, HTTP", "no-op", "wrk sat", "d.http.sat.noop", None),
+    ("d deny, HTTP", "gatepass", "wrk sat", "d.http.sat.gp", "d.http.sat.noop"),
+    ("e valid, no flood", "gatepass", "wrk sat", "e.http.noflood.gp", None),
+    ("e valid, during flood", "gatepass", "wrk sat + flood", "e.http.flood.gp", "e.http.noflood.gp"),
+    ("f nginx alone (204)", "nginx", "wrk sat", "f.http.sat.nginx", None),
+    ("f nginx auth_request", "nginx + no-op", "wrk sat", "f.http.sat.nginx-noop", "f.http.sat.nginx"),
+    ("f nginx auth_request", "nginx + gatepass", "wrk sat", "f.http.sat.nginx-gp", "f.http.sat.nginx"),
+]  # fmt: skip
+
+
+# --- figures ------------------------------------------------------------------
+
+
+def number(text) -> float | None:
+    """A fact or figure as a number; None when it was not measured."""
+    if text is None or text in (NOT_MEASURED, ""):
+        return None
+    return float(text)
+
+
+def us(value) -> str:
+    return NOT_MEASURED if value is None else f"{value:.0f}"
+
+
+def ratio(value, base) -> str:
+    """`value` as a percentage of `base`."""
+    if value is None or not base:
+        return NOT_MEASURED
+    return f"{100 * value / base:.1f} %"
+
+
+def difference(value, base) -> int | None:
+    """value − base in whole µs, as shown."""
+    if value is None or base is None:
+        return None
+    return rounded(value - base, 0)
+
+
+def signed(value: int | None) -> str:
+    return NOT_MEASURED if value is None else f"{value:+d}"
+
+
+def fraction(value, base) -> float | None:
+    """value / base rounded to three decimals, as judged."""
+    if value is None or not base:
+        return None
+    return rounded(value / base, 3)
+
+
+def percent(share: float | None) -> str:
+    return NOT_MEASURED if share is None else f"{share * 100:.1f} %"
+
+
+def shown(value, pattern: str) -> str:
+    return NOT_MEASURED if value is None else format(value, pattern)
+
+
+def verdict(value, op: str, limit) -> str:
+    if value is None or limit is None:
+        return "not measured"
+    met = {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
+    return "**met**" if met else "**missed**"
+
+
+def table_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def minutes(seconds) -> str:
+    return f"{float(seconds) / 60:.1f}"
+
+
+class Figures:
+    """The figures of the report, computed from one run's records."""
+
+    def __init__(self, results: Results, memory: list[dict], facts: dict[str, str]):
+        self.results = results
+        self.memory = memory
+        self.facts = facts
+        self.flood = results.last("e.http.flood.gp", "counts") or {}
+        self.flood_seconds = number(facts.get("flood_seconds"))
+
+    def fact(self, name: str) -> str:
+        return self.facts.get(name, NOT_MEASURED)
+
+    def median(self, key: str, column: str):
+        return self.results.median(key, column)
+
+    def flood_count(self, counter: str) -> int | None:
+        return self.flood.get(counter)
+
+    def scenario_a_total(self, counter: str) -> int | None:
+        """A counter summed over every scenario-a load of gatepass."""
+        rows = [row for row in self.results.rows if re.match(r"a\..*\.gp\.", row["key"]) and row["counts"]]
+        return sum(row["counts"][counter] for row in rows) if rows else None
+
+    def junk_cpu(self, column: str) -> str:
+        """What one junk check cost (µs): CPU during the flood beyond what
+        the valid checks cost per check without it, over the junk answered."""
+        during, base = self.median("e.http.flood.gp", column), self.median("e.http.noflood.gp", column)
+        valid, junk = self.median("e.http.flood.gp", "requests"), self.flood_count("invalid")
+        if during is None or base is None or valid is None or not junk:
+            return NOT_MEASURED
+        return f"{(during - base) * valid / junk:.0f}"
+
+    def shortfall(self) -> str:
+        """Fixed-rate loads that fell short of their rate."""
+        short = []
+        for row in self.results.rows:
+            if row["mode"] != "rate":
+                continue
+            rate = self.fact("grpc_half" if row["surface"] == "grpc" else "http_half")
+            if number(rate) is not None and row["rps"] < RATE_KEPT * number(rate):
+                short.append(f"{row['key']} ({row['rps']}/s of {rate}/s)")
+        return ", ".join(short) or "none"
+
+    def row(self, label: str, server: str, load: str, key: str, base: str | None) -> str:
+        """A row of the results table: medians over the rounds of `key`,
+        compared with `base`."""
+        rps, p99 = self.median(key, "rps"), self.median(key, "p99")
+        against, delta = NOT_MEASURED, NOT_MEASURED
+        if base:
+            against = ratio(rps, self.median(base, "rps"))
+            delta = signed(difference(p99, self.median(base, "p99")))
+        cells = [
+            label, server, load.format(**self.loads()),
+            us(rps), us(self.median(key, "p50")), us(p99), against, delta,
+            figure(self.median(key, "server_cpu_us")), figure(self.median(key, "store_cpu_us")),
+            figure(self.median(key, "other_cpu_pct")), self.results.last(key, "counted") or "",
+        ]  # fmt: skip
+        return table_row(cells)
+
+    def loads(self) -> dict[str, str]:
+        names = ("grpc_half", "http_half", "b_connections", "b_delay_ms", "c_connections", "c_delay_ms")
+        return {name: self.fact(name) for name in names}
+
+    def worst_bytes_per_token(self) -> int | None:
+        return max((row["per_token"] for row in self.memory), default=None)
+
+
+# --- the document -------------------------------------------------------------
+
+
+def machine(f: Figures) -> str:
+    return "\n".join(
+        [
+            f"- CPUs: {f.fact('cpus')} (`nproc`), {f.fact('cpu_model')} (`lscpu` model name)",
+            f"- memory: {f.fact('memory')}; kernel {f.fact('kernel')}",
+            f"- {f.fact('rustc')}; {f.fact('cargo')}",
+            f"- {f.fact('h2load')}; {f.fact('wrk')}; {f.fact('nginx')}",
+            f"- PostgreSQL {f.fact('postgres')}; {f.fact('redis')}",
+            f"- gatepass {f.fact('revision')}",
+            f"- load average before / after the run: {f.fact('load_before')} / {f.fact('load_after')}",
+        ]
+    )
+
+
+def results_section(f: Figures) -> str:
+    nginx_gp, nginx_noop = "f.http.sat.nginx-gp", "f.http.sat.nginx-noop"
+    rows = "\n".join(f.row(*row) for row in TABLE)
+    return f"""## Results
+
+Medians over {f.fact('rounds')} interleaved rounds for scenario a, one run otherwise.
+Each load lasted {f.fact('secs')} s.
+
+| scenario | server | load | req/s | p50 µs | p99 µs | req/s vs baseline | Δp99 µs vs baseline | server CPU µs/req | Postgres+Redis CPU µs/req | other CPU % | gatepass counted |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+{rows}
+
+- Fixed-rate loads that did not reach 97 % of their rate (the client could not keep up, so their latency is not at that rate): {f.shortfall()}.
+- nginx + gatepass vs nginx + no-op: {ratio(f.median(nginx_gp, 'rps'), f.median(nginx_noop, 'rps'))} of the throughput, Δp99 {signed(difference(f.median(nginx_gp, 'p99'), f.median(nginx_noop, 'p99')))} µs.
+- Deny vs allow (gatepass, saturation): gRPC {ratio(f.median('d.grpc.sat.gp', 'rps'), f.median('a.grpc.sat.gp', 'rps'))}, HTTP {ratio(f.median('d.http.sat.gp', 'rps'), f.median('a.http.sat.gp', 'rps'))} of the allow throughput. Every denial writes one log line (info); the log had {f.fact('deny_log_bytes')} bytes after scenario d.
+"""
+
+
+def flood_section(f: Figures) -> str:
+    junk, statements = f.flood_count("invalid"), f.flood_count("lookups")
+    seconds = f.flood_seconds
+    valid_ratio = ratio(f.median("e.http.flood.gp", "rps"), f.median("e.http.noflood.gp", "rps"))
+    return f"""### Flood (e)
+
+{shown(junk, 'd')} random unknown-id tokens in {f.fact('flood_seconds')} s ({shown(fraction(junk, seconds), '.0f')}/s, {f.fact('flood_connections')} connections paced at {f.fact('flood_delay_ms')} ms, p99 {f.fact('flood_p99')}) next to the saturating valid load; the tokens table held {f.fact('token_rows_flood')} rows.
+
+| | value |
+|---|---|
+| valid checks during the flood (allow counter) | {shown(f.flood_count('allow'), 'd')} |
+| junk answered `invalid_token` / `malformed_token` | {shown(junk, 'd')} / {shown(f.flood_count('malformed'), 'd')} |
+| token lookup statements during the flood | {shown(statements, 'd')} ({shown(fraction(statements, seconds), '.0f')}/s, {shown(fraction(statements, junk), '.2f')} per junk token) |
+| token rows | {f.fact('token_rows_flood')} |
+| CPU per junk check (gatepass / Postgres+Redis), beyond the valid checks' own | {f.junk_cpu('server_cpu_us')} µs / {f.junk_cpu('store_cpu_us')} µs |
+| CPU per valid check without the flood (gatepass) | {figure(f.median('e.http.noflood.gp', 'server_cpu_us'))} µs |
+| valid-check throughput vs no flood | {valid_ratio} |
+"""
+
+
+def memory_section(f: Figures, cached: Selector) -> str:
+    columns = ("tokens", "cached", "rss_before", "rss_after", "per_token")
+    rows = "".join(table_row(str(step[c]) for c in columns) + "\n" for step in f.memory)
+    return f"""### Memory (g)
+
+| tokens checked | cached (`{cached}`) | RSS before KiB | RSS after KiB | bytes per cached token |
+|---|---|---|---|---|
+{rows}"""
+
+
+def targets_section(f: Figures) -> str:
+    grpc_ratio = fraction(f.median("a.grpc.sat.gp", "rps"), f.median("a.grpc.sat.noop", "rps"))
+    http_ratio = fraction(f.median("a.http.sat.gp", "rps"), f.median("a.http.sat.noop", "rps"))
+    grpc_dp99 = difference(f.median("a.grpc.rate.gp", "p99"), f.median("a.grpc.rate.noop", "p99"))
+    http_dp99 = difference(f.median("a.http.rate.gp", "p99"), f.median("a.http.rate.noop", "p99"))
+    b_p99, b_light = f.median("b.http.paced.gp", "p99"), f.median("b.http.light.gp", "p99")
+    c_p99, c_light = f.median("c.http.paced.gp", "p99"), f.median("c.http.light.gp", "p99")
+    lookups, checks, flushes = (f.scenario_a_total(c) for c in ("lookups", "allow", "flushes"))
+    statements, junk = f.flood_count("lookups"), f.flood_count("invalid")
+    token_rows = number(f.fact("token_rows_flood"))
+    flood_ratio = fraction(f.median("e.http.flood.gp", "rps"), f.median("e.http.noflood.gp", "rps"))
+    per_token = ", ".join(f"{r['per_token']} B at {r['tokens']}" for r in f.memory) or NOT_MEASURED
+    return f"""## Targets
+
+| target | measured | |
+|---|---|---|
+| cached check ≥ 95 % of the no-op's throughput, gRPC | {percent(grpc_ratio)} | {verdict(grpc_ratio, ">=", 0.95)} |
+| cached check ≥ 95 % of the no-op's throughput, HTTP | {percent(http_ratio)} | {verdict(http_ratio, ">=", 0.95)} |
+| p99 at half load ≤ baseline p99 + 50 µs, gRPC | {signed(grpc_dp99)} µs | {verdict(grpc_dp99, "<=", 50)} |
+| p99 at half load ≤ baseline p99 + 50 µs, HTTP | {signed(http_dp99)} µs | {verdict(http_dp99, "<=", 50)} |
+| Redis hit p99 ≤ 300 µs, light load (2 connections, 2 ms apart) | {us(b_light)} µs | {verdict(b_light, "<=", 300)} |
+| Redis hit p99 ≤ 300 µs, half of gatepass's saturation rate | {us(b_p99)} µs | {verdict(b_p99, "<=", 300)} |
+| database path p99 ≤ 1 ms, light load | {us(c_light)} µs | {verdict(c_light, "<=", 1000)} |
+| database path p99 ≤ 1 ms, half of gatepass's saturation rate | {us(c_p99)} µs | {verdict(c_p99, "<=", 1000)} |
+| 0 database statements per cached check | {shown(lookups, 'd')} token lookups in {shown(checks, 'd')} cached checks (and {shown(flushes, 'd')} batched last-used writes) | {verdict(lookups, "==", 0)} |
+| flood: statements bounded by token rows | {shown(statements, 'd')} statements for {f.fact('token_rows_flood')} rows ({shown(fraction(statements, junk), '.2f')} per junk token) | {verdict(statements, "<=", token_rows)} |
+| flood: valid-check throughput ≥ 90 % of no flood | {percent(flood_ratio)} | {verdict(flood_ratio, ">=", 0.90)} |
+| ≤ 300 bytes per cached token | {per_token} | {verdict(f.worst_bytes_per_token(), "<=", 300)} |
+"""
+
+
+def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
+    return f"""## How the scenarios are built
+
+- **Servers.** gatepass is the release build (`cargo build --release`),
+  run with `gatepass serve` against a fresh Postgres database
+  (`{f.fact('postgres_url')}/gatepass_bench_<pid>`, dropped at the end) and, where stated,
+  Redis at `{f.fact('redis_url')}` under a key prefix of its own; log level `info`
+  (the default), stderr to a file. The baselines are
+  `examples/noop_grpc.rs` (tonic + envoy-types, answers OK with the same
+  four identity headers and `headers_to_remove`, as many Tokio workers as
+  CPUs, TCP_NODELAY as gatepass) and `examples/noop_http.rs` (actix-web,
+  200 with the same headers, {f.fact('cpus')} workers as gatepass's default), and nginx
+  with `return 204`.
+- **Requests.** gRPC: one CheckRequest shaped as Envoy's (lowercase headers,
+  `:authority`, `:path`, `:method`, `source.address.socket_address`,
+  context extension `require_all: orders:read`), written gRPC-framed by
+  `examples/check_body.rs` and posted by `h2load -d` over h2c. HTTP:
+  `GET /auth` with `Authorization: Bearer …` and the headers nginx's
+  subrequest adds (`X-Original-Method`, `X-Original-URI`,
+  `X-Gatepass-Require-All: orders:read`). The token of a, d, e, f is a
+  real one from `gatepass token issue`; b, c and g use legacy-shaped tokens
+  `<id>|s<n>` inserted with plain SQL (`sha256(('s'||n)::bytea)`).
+- **Saturation**: gRPC `h2load {f.fact('grpc_sat')} -D {f.fact('secs')}` (8 connections × 16
+  streams, as Envoy workers multiplex checks); HTTP `wrk {f.fact('http_sat')}` (nginx
+  keeps 32 keep-alive connections to gatepass). **Fixed rate** (a): half the
+  no-op's saturation throughput, with `h2load --rps` over {f.fact('rate_connections')}
+  connections and one request in flight each (`--h1` for HTTP: wrk2 is not
+  packaged, and wrk can only pace in whole milliseconds per connection).
+  Few connections keep h2load's per-connection timers (which fire in
+  bursts) from dominating p99; 4 could not hold the gRPC rate. h2load measures from the moment a
+  request is sent, so a slow answer delays the next request instead of
+  counting the wait (coordinated omission): p99 here is a service time at
+  that rate, not an open-loop latency. Percentiles: h2load `--log-file`
+  (per request), wrk `--latency`.
+- **a, L1 hit**: one token, checked once before, so every measured check is
+  an L1 hit (the counters column shows it). Rounds alternate which server
+  goes first.
+- **b, Redis hit**: gatepass with `GATEPASS_CACHE_CAPACITY=1` and Redis; a
+  first, unmeasured pass sends each of {f.fact('l2_tokens')} tokens once (database
+  reads; gatepass fills Redis behind each answer: {f.fact('l2_keys')} keys), then the
+  measured loads cycle through the same tokens (`wrk -s tokens.lua`), so
+  every check misses L1 and hits Redis. Paced: {f.fact('b_connections')} connections, each
+  waiting {f.fact('b_delay_ms')} ms between requests (wrk Lua `delay`), about half the
+  saturation rate.
+- **c, database**: no Redis, `GATEPASS_CACHE_CAPACITY=1`, cycling through
+  {f.fact('db_tokens')} other tokens: every check is one Postgres query. Paced like b.
+- **d, deny**: the id of the benchmark token with the secret of another
+  (well-formed, checksum valid, wrong digest): `invalid_token` from L1.
+- **e, flood**: the valid load of a (wrk, 32 connections, saturating) and at
+  the same time `wrk -s flood.lua` sending random well-formed tokens
+  (`<12-digit id>|gp_<40 random>` with a correct CRC-32) for ids that do
+  not exist, with Redis configured as in production. Statements are
+  `{lookups}` deltas from `/metrics`.
+- **f, nginx**: the shipped `nginx/nginx.conf` and `nginx/gatepass.conf`,
+  changed only in ports and paths as `tests/gatepass/nginx.rs` does; the
+  auth subrequest goes to gatepass or to the no-op HTTP server, the upstream
+  is the nginx-alone instance (`return 204`). Server CPU counts every nginx
+  process, the upstream and the auth server.
+- **g, memory**: gatepass with `GATEPASS_CACHE_CAPACITY={f.fact('mem_capacity')}`, no
+  Redis, last-used flushed every second; VmRSS from `/proc/<pid>/status`
+  after a warm-up on one token, then after checking each token once (wrk
+  over the token list until gatepass counted that many database reads), and
+  after the following flush. Bytes per token = (RSS after − RSS before) /
+  `{cached}`.
+- **CPU**: utime+stime from `/proc/<pid>/stat` (all threads) over the load,
+  divided by the requests the tool completed. Postgres+Redis: this run's
+  Postgres backends and the (shared) redis-server.
+- **Counters**: `/metrics` scraped before and after every gatepass load:
+  decisions, the tier that answered, and token-lookup statements. A load
+  whose counts do not match its scenario says NOT AS EXPECTED.
+"""
+
+
+def all_runs_section(f: Figures, commands: str) -> str:
+    columns = ("requests", "rps", "p50", "p99", "server_cpu_us", "tool_cpu_pct", "other_cpu_pct", "errors")
+    rows = "\n".join(table_row([row["key"], *(figure(row[c]) for c in columns)]) for row in f.results.rows)
+    return f"""## All runs
+
+| key | requests | req/s | p50 µs | p99 µs | server CPU µs/req | load tool CPU % | other CPU % | errors/non-2xx |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+## Commands this run ran
+
+```sh
+{commands.rstrip(chr(10))}
+```
+"""
+
+
+def render(results: Results, memory: list[dict], facts: dict[str, str], commands: str, selectors) -> str:
+    """The generated part of BENCHMARKS.md (everything above MARKER)."""
+    f = Figures(results, memory, facts)
+    return f"""# gatepass benchmarks
+
+Written by `benches/run` ({f.fact('started_at')}, {minutes(f.fact('elapsed_seconds'))} min): every figure
+below comes from that one run, gatepass and its baselines measured side by
+side with the same tool and flags. Run it again with `benches/run` (by hand;
+never part of CI or the test suite). How each scenario is built and what the
+columns mean is explained after the tables.
+
+## Machine
+
+{machine(f)}
+
+**The load tools run on the same 2 cores as the servers** (loopback, one
+load thread each). Saturation figures are therefore "what this box does with
+the tool on it", not a server's capacity alone; the ratios to the no-op
+baselines are the meaningful figures. Other work on the machine shows in the
+`other CPU` column (share of both cores used by processes that are neither
+the server, the load tool, nor Postgres/Redis); rows above ~10 % were
+disturbed.
+
+{results_section(f)}
+{flood_section(f)}
+{memory_section(f, selectors["cached"])}
+{targets_section(f)}
+{method_section(f, selectors["lookups"], selectors["cached"])}
+{all_runs_section(f, commands)}"""
+
+
+def kept_part(existing: str) -> str:
+    """What follows MARKER in an existing BENCHMARKS.md, kept by a rewrite."""
+    lines = existing.split("\n")
+    if MARKER not in lines:
+        return ""
+    return "\n".join(lines[lines.index(MARKER) + 1 :]).rstrip("\n")
+
+
+def document(generated: str, existing: str) -> str:
+    """The whole file: the generated part, MARKER, and what was kept."""
+    kept = kept_part(existing)
+    return f"{generated}\n{MARKER}\n" + (f"{kept}\n" if kept else "")
+
+
+def write(path: Path, generated: str) -> None:
+    """Rewrites `path` through a temporary file, so a failure leaves the
+    previous version whole."""
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(document(generated, existing), encoding="utf-8")
+    temporary.replace(path)

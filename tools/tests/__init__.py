@@ -1,0 +1,1 @@
+"""Unit tests of gatepass_tools: python3 -m unittest discover -s tools/tests -t tools"""
