@@ -27,11 +27,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 const CHANGE_CHANNEL: &str = "gatepass_invalidate";
 
 const SQL: Statements = statements! {
-    parameter: "$",
-    text_p1: "$1::text",
+    parameters: ["$1", "$2", "$3", "$4", "$5", "$6", "$7"],
     now: "now()",
     new_family: "gen_random_uuid()",
     prune: "expires_at < $1 OR revoked_at < $1",
+    returning_id: " RETURNING id",
 };
 
 /// Postgres columns: lists are arrays (`text[]`, `cidr[]`).
@@ -55,6 +55,14 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     shared_statements!();
+
+    async fn inserted_id(
+        insert: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let row = insert.fetch_optional(conn).await?;
+        row.map(|row| row.try_get(0)).transpose()
+    }
 
     /// Lists of names are `text[]`.
     fn names_param(names: &[Ability]) -> Vec<&str> {

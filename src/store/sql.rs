@@ -17,10 +17,12 @@ pub struct Statements {
     /// `token_info_select!` of one service ($1, or every service when NULL).
     pub list_tokens: &'static str,
     pub list_services: &'static str,
-    /// Name ($1), active ($2); returns `service_columns!`.
+    /// `service_columns!` of service $1.
+    pub service_by_name: &'static str,
+    /// Active ($1) of service $2.
     pub set_service_active: &'static str,
-    /// Whether a service named $1 exists.
-    pub service_exists: &'static str,
+    /// How many services are named $1.
+    pub service_count: &'static str,
     /// Revokes token $1 unless it is revoked already.
     pub revoke_token: &'static str,
     /// Revokes every token of the family of token $1.
@@ -31,33 +33,31 @@ pub struct Statements {
     pub token_keys_after: &'static str,
     /// Ids and digests of service id $1.
     pub token_keys_of_service: &'static str,
-    /// A token of service $1 named $2 with digest $3, abilities $4 (as
-    /// the backend's `names_param` writes them), kind $5 (a refresh token
-    /// starts a new rotation family), expiry $6; returns its id.
+    /// A token named $1 with digest $2, abilities $3 (as the backend's
+    /// `names_param` writes them), kind $4, a new rotation family when $5
+    /// (a refresh token), expiry $6, of service $7.
     pub insert_token: &'static str,
     /// Spends refresh token $1: revoked now, if it is a live refresh token.
     pub spend_refresh_token: &'static str,
-    /// A successor of token $1 (same service, name, abilities) with
-    /// digest $2, kind $3 (a refresh token stays in the family), expiry
-    /// $4; returns its id.
+    /// A successor with digest $1, kind $2, in the family when $3 (a
+    /// refresh token), expiry $4, of token $5 (same service, name,
+    /// abilities).
     pub insert_successor: &'static str,
 }
 
-/// A dialect's [`Statements`], from what differs between dialects: how a
-/// positional parameter is written (`$` or `?`, then its number),
-/// `text_p1` (the first, typed as text), `now`, a new rotation family's
-/// id, and the prune condition on parameter 1.
+/// A dialect's [`Statements`], from what differs between dialects: its
+/// positional parameters in order (`$1`…, `?1`…, or MySQL's bare `?`;
+/// every statement uses each once, in the order it binds them), `now`,
+/// a new rotation family's id, the prune condition on one parameter, and
+/// how an insert returns its id (`RETURNING id`, or nothing where the
+/// driver reports it).
 macro_rules! statements {
     (
-        parameter: $p:literal, text_p1: $text_p1:literal, now: $now:literal,
-        new_family: $new_family:literal, prune: $prune:literal $(,)?
+        parameters: [$p1:literal, $p2:literal, $p3:literal, $p4:literal, $p5:literal,
+                     $p6:literal, $p7:literal],
+        now: $now:literal, new_family: $new_family:literal, prune: $prune:literal,
+        returning_id: $returning_id:literal $(,)?
     ) => {
-        statements!(@ $text_p1, $now, $new_family, $prune,
-            concat!($p, "1"), concat!($p, "2"), concat!($p, "3"),
-            concat!($p, "4"), concat!($p, "5"), concat!($p, "6"))
-    };
-    (@ $text_p1:expr, $now:expr, $new_family:expr, $prune:expr,
-        $p1:expr, $p2:expr, $p3:expr, $p4:expr, $p5:expr, $p6:expr) => {
         $crate::store::sql::Statements {
             applied_migration: "SELECT max(version) FROM _sqlx_migrations WHERE success",
             token_by_id: concat!(token_record_select!(), " WHERE t.id = ", $p1),
@@ -65,79 +65,38 @@ macro_rules! statements {
             token_info_by_id: concat!(token_info_select!(), " WHERE t.id = ", $p1),
             list_tokens: concat!(
                 token_info_select!(),
-                " WHERE ",
-                $text_p1,
-                " IS NULL OR s.name = ",
-                $p1,
-                " ORDER BY t.id"
+                " WHERE COALESCE(", $p1, ", s.name) = s.name ORDER BY t.id"
             ),
-            list_services: concat!(
-                "SELECT ",
-                service_columns!(),
-                " FROM services ORDER BY name"
+            list_services: concat!("SELECT ", service_columns!(), " FROM services ORDER BY name"),
+            service_by_name: concat!(
+                "SELECT ", service_columns!(), " FROM services WHERE name = ", $p1
             ),
             set_service_active: concat!(
-                "UPDATE services SET is_active = ",
-                $p2,
-                ", updated_at = ",
-                $now,
-                " WHERE name = ",
-                $p1,
-                " RETURNING ",
-                service_columns!()
+                "UPDATE services SET is_active = ", $p1, ", updated_at = ", $now,
+                " WHERE name = ", $p2
             ),
-            service_exists: concat!(
-                "SELECT EXISTS (SELECT 1 FROM services WHERE name = ",
-                $p1,
-                ")"
-            ),
+            service_count: concat!("SELECT COUNT(*) FROM services WHERE name = ", $p1),
             revoke_token: concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
-                $now,
-                ") WHERE id = ",
-                $p1
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ", $now, ") WHERE id = ", $p1
             ),
             revoke_family: concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
-                $now,
-                ") \
-                 WHERE family_id = (SELECT family_id FROM tokens WHERE id = ",
-                $p1,
-                ")"
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ", $now, ") \
+                 WHERE family_id = (SELECT family_id FROM (SELECT family_id FROM tokens \
+                                    WHERE id = ", $p1, ") AS spent)"
             ),
             prune_tokens: concat!("DELETE FROM tokens WHERE ", $prune),
             token_keys_after: concat!(
-                "SELECT id, token_hash FROM tokens WHERE id > ",
-                $p1,
-                " ORDER BY id LIMIT ",
-                $p2
+                "SELECT id, token_hash FROM tokens WHERE id > ", $p1, " ORDER BY id LIMIT ", $p2
             ),
             token_keys_of_service: concat!(
-                "SELECT id, token_hash FROM tokens WHERE service_id = ",
-                $p1
+                "SELECT id, token_hash FROM tokens WHERE service_id = ", $p1
             ),
             insert_token: concat!(
                 "INSERT INTO tokens \
                      (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 SELECT id, ",
-                $p2,
-                ", ",
-                $p3,
-                ", ",
-                $p4,
-                ", ",
-                $p5,
-                ", \
-                        CASE WHEN ",
-                $p5,
-                " = 'refresh' THEN ",
-                $new_family,
-                " END, ",
-                $p6,
-                " \
-                 FROM services WHERE name = ",
-                $p1,
-                " RETURNING id"
+                 SELECT id, ", $p1, ", ", $p2, ", ", $p3, ", ", $p4, ", \
+                        CASE WHEN ", $p5, " THEN ", $new_family, " END, ", $p6, " \
+                 FROM services WHERE name = ", $p7, $returning_id
             ),
             spend_refresh_token: concat!(
                 "UPDATE tokens SET revoked_at = ", $now, " \
@@ -146,9 +105,9 @@ macro_rules! statements {
             insert_successor: concat!(
                 "INSERT INTO tokens \
                      (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 SELECT service_id, name, ", $p2, ", abilities, ", $p3, ", \
-                        CASE WHEN ", $p3, " = 'refresh' THEN family_id END, ", $p4, " \
-                 FROM tokens WHERE id = ", $p1, " RETURNING id"
+                 SELECT service_id, name, ", $p1, ", abilities, ", $p2, ", \
+                        CASE WHEN ", $p3, " THEN family_id END, ", $p4, " \
+                 FROM tokens WHERE id = ", $p5, $returning_id
             ),
         }
     };
@@ -158,8 +117,9 @@ pub(super) use statements;
 
 /// The methods both backends run the same way. Expands inside a backend's
 /// `impl`, where `SQL` (its [`Statements`]), `MIGRATOR`, `self.db` (its
-/// [`super::connections::Connections`]) and `Self::names_param` (how it
-/// binds a list of names) are in scope.
+/// [`super::connections::Connections`]), `Self::names_param` (how it
+/// binds a list of names) and `Self::inserted_id` (how an insert gives
+/// its id) are in scope.
 macro_rules! shared_statements {
     () => {
         pub async fn ready(&self) -> Result<bool, StoreError> {
@@ -221,8 +181,12 @@ macro_rules! shared_statements {
                 .db
                 .run(async |conn| {
                     sqlx::query(SQL.set_service_active)
-                        .bind(name.as_str())
                         .bind(active)
+                        .bind(name.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(SQL.service_by_name)
+                        .bind(name.as_str())
                         .fetch_optional(conn)
                         .await
                 })
@@ -249,16 +213,16 @@ macro_rules! shared_statements {
             if let Some(name) = service
                 && rows.is_empty()
             {
-                let exists: bool = self
+                let count: i64 = self
                     .db
                     .run(async |conn| {
-                        sqlx::query_scalar(SQL.service_exists)
+                        sqlx::query_scalar(SQL.service_count)
                             .bind(name.as_str())
                             .fetch_one(conn)
                             .await
                     })
                     .await?;
-                if !exists {
+                if count == 0 {
                     return Err(service_not_found(name));
                 }
             }
@@ -270,18 +234,18 @@ macro_rules! shared_statements {
 
         pub async fn insert_token(&self, token: &NewToken) -> Result<TokenInfo, StoreError> {
             let abilities = Self::names_param(&token.abilities);
-            let id: Option<i64> = self
+            let id = self
                 .db
                 .run(async |conn| {
-                    sqlx::query_scalar(SQL.insert_token)
-                        .bind(token.service.as_str())
+                    let insert = sqlx::query(SQL.insert_token)
                         .bind(&token.name)
                         .bind(token.digest.as_bytes().as_slice())
                         .bind(abilities)
                         .bind(token.kind.as_str())
+                        .bind(token.kind == crate::model::TokenKind::Refresh)
                         .bind(token.expires_at)
-                        .fetch_optional(conn)
-                        .await
+                        .bind(token.service.as_str());
+                    Self::inserted_id(insert, conn).await
                 })
                 .await?;
             match id {
@@ -314,13 +278,15 @@ macro_rules! shared_statements {
                         .iter_mut()
                         .zip([("access", access), ("refresh", refresh)])
                     {
-                        *slot = sqlx::query_scalar(SQL.insert_successor)
-                            .bind(id)
+                        let insert = sqlx::query(SQL.insert_successor)
                             .bind(successor.digest.as_bytes().as_slice())
                             .bind(kind)
+                            .bind(kind == "refresh")
                             .bind(successor.expires_at)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                            .bind(id);
+                        *slot = Self::inserted_id(insert, &mut *tx)
+                            .await?
+                            .ok_or(sqlx::Error::RowNotFound)?;
                     }
                     tx.commit().await?;
                     Ok(Some(Rotated {
@@ -332,13 +298,11 @@ macro_rules! shared_statements {
         }
 
         pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-            let result = self
-                .db
+            // Found or not by the read that follows: MySQL counts only the
+            // rows a statement changed, and revoking twice changes none.
+            self.db
                 .run(async |conn| sqlx::query(SQL.revoke_token).bind(id).execute(conn).await)
                 .await?;
-            if result.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!("token {id} not found")));
-            }
             self.token_info(id).await
         }
 
@@ -398,7 +362,7 @@ macro_rules! shared_statements {
         }
 
         /// Applies migrations. sqlx serializes concurrent runs (an advisory
-        /// lock on Postgres, the write lock on SQLite), so instances
+        /// lock on Postgres, a named lock on MySQL, the write lock on SQLite), so instances
         /// starting together apply each migration once.
         pub async fn migrate(&self) -> Result<(), StoreError> {
             MIGRATOR

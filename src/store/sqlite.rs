@@ -44,11 +44,11 @@ macro_rules! now {
 }
 
 const SQL: Statements = statements! {
-    parameter: "?",
-    text_p1: "?1",
+    parameters: ["?1", "?2", "?3", "?4", "?5", "?6", "?7"],
     now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     new_family: "lower(hex(randomblob(16)))",
     prune: "julianday(expires_at) < julianday(?1) OR julianday(revoked_at) < julianday(?1)",
+    returning_id: " RETURNING id",
 };
 
 /// SQLite columns: timestamps are RFC 3339 text, lists are JSON arrays of
@@ -74,6 +74,14 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     shared_statements!();
+
+    async fn inserted_id<'q>(
+        insert: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let row = insert.fetch_optional(conn).await?;
+        row.map(|row| row.try_get(0)).transpose()
+    }
 
     /// Lists of names are JSON arrays.
     fn names_param(names: &[Ability]) -> String {
