@@ -181,14 +181,20 @@ impl Settings {
             .take("database_url", &a.database_url)?
             .filter(|url| !url.is_empty())
             .unwrap_or(d.store.url);
-        let supported = ["postgres://", "postgresql://", "sqlite:"]
-            .iter()
-            .any(|scheme| database_url.starts_with(scheme));
+        let supported = [
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+            "sqlite:",
+        ]
+        .iter()
+        .any(|scheme| database_url.starts_with(scheme));
         if !supported {
             return Err(ConfigError::new(
                 "database_url",
                 format!(
-                    "{} is not a postgres:// or sqlite: URL",
+                    "{} is not a postgres://, mysql:// or sqlite: URL",
                     redact_url(&database_url)
                 ),
             ));
@@ -567,7 +573,7 @@ mod tests {
                 "GATEPASS_TOKEN_MAX_AGE",
             ),
             (
-                |a| a.database_url = Some("mysql://x".into()),
+                |a| a.database_url = Some("mongodb://x".into()),
                 "GATEPASS_DATABASE_URL",
             ),
             (|a| a.log_format = Some("xml".into()), "GATEPASS_LOG_FORMAT"),
@@ -609,7 +615,7 @@ mod tests {
     #[test]
     fn database_password_never_appears_in_errors() {
         let mut bad = args();
-        bad.database_url = Some("mysql://root:hunter2@db/x".into());
+        bad.database_url = Some("mongodb://root:hunter2@db/x".into());
         let error = Settings::load(&bad).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }

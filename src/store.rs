@@ -2,8 +2,10 @@
 //! backs it: Postgres (`store/postgres.rs`) or the embedded SQLite default
 //! (`store/sqlite.rs`).
 
+mod changelog;
 mod connections;
 mod feed;
+mod mysql;
 mod postgres;
 pub mod rows;
 mod sql;
@@ -19,6 +21,7 @@ use serde::Serialize;
 use crate::model::{Ability, NetList, ServiceName, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY};
+pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -30,7 +33,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     NotFound(String),
-    #[error("unsupported database url {0:?}: use postgres:// or sqlite:")]
+    #[error("unsupported database url {0:?}: use postgres://, mysql:// or sqlite:")]
     UnsupportedUrl(String),
     #[error("database unreachable; gatepass is probing it")]
     CoolingDown,
@@ -168,6 +171,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Backend {
     Postgres(PostgresStore),
+    Mysql(MysqlStore),
     Sqlite(SqliteStore),
 }
 
@@ -176,6 +180,7 @@ macro_rules! dispatch {
     ($self:ident.$method:ident($($arg:expr),*)) => {
         match &$self.backend {
             Backend::Postgres(store) => store.$method($($arg),*).await,
+            Backend::Mysql(store) => store.$method($($arg),*).await,
             Backend::Sqlite(store) => store.$method($($arg),*).await,
         }
     };
@@ -188,6 +193,12 @@ impl Store {
         let url = options.url.as_str();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PostgresStore::connect(options)?)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let options = StoreOptions {
+                url: url.replacen("mariadb://", "mysql://", 1),
+                ..options.clone()
+            };
+            Backend::Mysql(MysqlStore::connect(&options)?)
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite(SqliteStore::connect(options)?)
         } else {
@@ -261,6 +272,7 @@ impl Store {
             ticks.tick().await;
             let probed = match &self.backend {
                 Backend::Postgres(store) => store.probe().await,
+                Backend::Mysql(store) => store.probe().await,
                 Backend::Sqlite(store) => store.probe().await,
             };
             if probed.is_ok() {
@@ -358,7 +370,8 @@ impl Store {
     pub async fn changes(&self) -> Result<ChangeFeed, StoreError> {
         match &self.backend {
             Backend::Postgres(store) => ChangeFeed::postgres(store).await,
-            Backend::Sqlite(store) => Ok(ChangeFeed::sqlite(store.changes().await?)),
+            Backend::Mysql(store) => Ok(ChangeFeed::polled(store.changes().await?)),
+            Backend::Sqlite(store) => Ok(ChangeFeed::polled(store.changes().await?)),
         }
     }
 }

@@ -40,6 +40,47 @@ impl<DB: Database> std::fmt::Debug for Connections<DB> {
 }
 
 impl<DB: Database> Connections<DB> {
+    /// A lazy pool over `dial` (nothing is dialled until first use) that
+    /// sends no round trip before each query: a dead connection fails the
+    /// query, and the check answers UNAVAILABLE, as for any outage.
+    pub fn lazy(
+        dial: <DB::Connection as sqlx::Connection>::Options,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Self {
+        Self::new(
+            move || {
+                sqlx::pool::PoolOptions::<DB>::new()
+                    .max_connections(max_connections)
+                    .test_before_acquire(false)
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(dial.clone())
+            },
+            timeout,
+        )
+    }
+
+    /// Whether a new connection over `dial` reaches the database now,
+    /// bypassing the pool (whose idle connections may be the ones that
+    /// stopped answering). On success the pool is renewed.
+    pub async fn probe_with(
+        &self,
+        dial: &<DB::Connection as sqlx::Connection>::Options,
+    ) -> Result<(), StoreError> {
+        use sqlx::{ConnectOptions, Connection};
+        let probe = async {
+            let mut connection = dial.connect().await?;
+            connection.ping().await?;
+            let _ = connection.close().await;
+            Ok::<_, sqlx::Error>(())
+        };
+        tokio::time::timeout(self.timeout, probe)
+            .await
+            .map_err(|_| StoreError::TimedOut(self.timeout))??;
+        self.renew();
+        Ok(())
+    }
+
     /// `open` builds a lazy pool (nothing is dialled until first use); it
     /// is called again on [`Connections::renew`].
     pub fn new(open: impl Fn() -> Pool<DB> + Send + Sync + 'static, timeout: Duration) -> Self {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::StoreError;
+use super::changelog::PolledChanges;
 use super::postgres::PostgresStore;
-use super::sqlite::SqliteChanges;
 use crate::token::TokenDigest;
 
 /// A change that can alter decisions, as the database announces it.
@@ -72,7 +72,8 @@ enum Feed {
         listener: Box<sqlx::postgres::PgListener>,
         heartbeat: Heartbeat,
     },
-    Sqlite(SqliteChanges),
+    /// A trigger-written log, polled (SQLite, MySQL).
+    Polled(PolledChanges),
 }
 
 /// A Postgres listener's socket can go silent without an error (a
@@ -109,7 +110,7 @@ impl ChangeFeed {
                 }
                 return Ok(Some(Change::parse(notification.payload())));
             },
-            Feed::Sqlite(changes) => changes.next().await.map(Some),
+            Feed::Polled(changes) => changes.next().await.map(Some),
         }
     }
 
@@ -129,7 +130,7 @@ impl ChangeFeed {
                 });
                 true
             }
-            Feed::Sqlite(_) => true,
+            Feed::Polled(_) => true,
         }
     }
 }
@@ -161,9 +162,9 @@ impl ChangeFeed {
         })
     }
 
-    pub(super) fn sqlite(changes: SqliteChanges) -> Self {
+    pub(super) fn polled(changes: PolledChanges) -> Self {
         Self {
-            feed: Feed::Sqlite(changes),
+            feed: Feed::Polled(changes),
         }
     }
 }

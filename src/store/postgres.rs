@@ -6,14 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgRow, Postgres};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::connections::Connections;
-use super::rows::{
-    self, Columns, scalar_columns, service_columns, token_info_select, token_record_select,
-};
-use super::sql::{Statements, shared_statements, statements};
+use super::rows::{self, Columns, scalar_columns, service_columns};
+use super::sql::shared_statements;
 use super::{
     NewToken, Rotated, Service, ServiceChange, StoreError, StoreOptions, Successor, TokenInfo,
     digests, redact_url, service_not_found,
@@ -26,13 +24,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// The channel the triggers of `0002_change_versions_and_notify.sql` notify.
 const CHANGE_CHANNEL: &str = "gatepass_invalidate";
 
-const SQL: Statements = statements! {
-    parameters: ["$1", "$2", "$3", "$4", "$5", "$6", "$7"],
-    now: "now()",
-    new_family: "gen_random_uuid()",
-    prune: "expires_at < $1 OR revoked_at < $1",
-    returning_id: " RETURNING id",
-};
+/// How this backend dials.
+type DialOptions = PgConnectOptions;
+
+use super::sql::POSTGRES as SQL;
 
 /// Postgres columns: lists are arrays (`text[]`, `cidr[]`).
 impl Columns for PgRow {
@@ -64,9 +59,13 @@ impl PostgresStore {
         row.map(|row| row.try_get(0)).transpose()
     }
 
-    /// Lists of names are `text[]`.
+    /// Lists are arrays: `text[]`, `cidr[]`.
     fn names_param(names: &[Ability]) -> Vec<&str> {
         names.iter().map(Ability::as_str).collect()
+    }
+
+    fn nets_param(list: Option<&NetList>) -> Option<Vec<IpNet>> {
+        list.map(|list| list.nets().to_vec())
     }
 
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
@@ -75,25 +74,7 @@ impl PostgresStore {
             .application_name("gatepass")
             // Statements are logged by our own spans, never with parameters.
             .disable_statement_logging();
-        let (max_connections, timeout) = (options.max_connections, options.timeout);
-        let dial = connect.clone();
-        let db = Connections::new(
-            move || {
-                PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    // No round trip before each query: a dead connection
-                    // fails the query, and the check answers UNAVAILABLE,
-                    // as for any outage.
-                    .test_before_acquire(false)
-                    .acquire_timeout(timeout)
-                    .connect_lazy_with(dial.clone())
-            },
-            timeout,
-        );
-        Ok(Self {
-            db: Arc::new(db),
-            connect: Arc::new(connect),
-        })
+        Ok(Self::over(connect, options))
     }
 
     /// Wraps an existing pool (tests get theirs from `#[sqlx::test]`);
@@ -107,32 +88,12 @@ impl PostgresStore {
         }
     }
 
-    /// Whether a new connection reaches the database now, bypassing the
-    /// pool (whose idle connections may be the ones that stopped
-    /// answering). On success the pool is renewed.
-    pub async fn probe(&self) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + self.db.timeout();
-        let probe = async {
-            let mut connection = self.connect.connect().await?;
-            sqlx::query("SELECT 1").execute(&mut connection).await?;
-            let _ = connection.close().await;
-            Ok::<_, sqlx::Error>(())
-        };
-        tokio::time::timeout_at(deadline, probe)
-            .await
-            .map_err(|_| StoreError::TimedOut(self.db.timeout()))??;
-        self.db.renew();
-        Ok(())
-    }
-
-    pub async fn upsert_service(
-        &self,
+    /// One statement; `xmax = 0` tells an insert from an update.
+    async fn upsert(
+        conn: &mut sqlx::PgConnection,
         change: &ServiceChange,
-    ) -> Result<(Service, bool), StoreError> {
-        let allowlist: Option<Vec<IpNet>> = change
-            .ip_allowlist
-            .as_ref()
-            .map(|list| list.nets().to_vec());
+        allowlist: Option<Vec<IpNet>>,
+    ) -> Result<(PgRow, bool), sqlx::Error> {
         let sql = concat!(
             "INSERT INTO services (name, description, ip_allowlist) \
              VALUES ($1, COALESCE($2, ''), COALESCE($3::cidr[], '{}')) \
@@ -144,18 +105,14 @@ impl PostgresStore {
             service_columns!(),
             ", (xmax = 0) AS inserted"
         );
-        let row = self
-            .db
-            .run(async |conn| {
-                sqlx::query(sql)
-                    .bind(change.name.as_str())
-                    .bind(change.description.as_deref())
-                    .bind(allowlist)
-                    .fetch_one(conn)
-                    .await
-            })
+        let row = sqlx::query(sql)
+            .bind(change.name.as_str())
+            .bind(change.description.as_deref())
+            .bind(allowlist)
+            .fetch_one(conn)
             .await?;
-        Ok((rows::service(&row)?, row.try_get("inserted")?))
+        let inserted = row.try_get("inserted")?;
+        Ok((row, inserted))
     }
 
     /// Writes a batch of last-used times in one statement; never moves a

@@ -54,6 +54,52 @@ macro_rules! scalar_columns {
 
 pub(super) use scalar_columns;
 
+/// The list methods of [`Columns`] for rows that keep lists as JSON arrays
+/// of strings in text columns (SQLite, MySQL).
+macro_rules! json_list_columns {
+    () => {
+        fn names(&self, column: &str) -> Result<Vec<String>, sqlx::Error> {
+            let text: String = self.try_get(column)?;
+            serde_json::from_str(&text).map_err(|e| rows::decode_error(format!("{column}: {e}")))
+        }
+
+        fn nets(&self, column: &str) -> Result<NetList, sqlx::Error> {
+            let entries = self.names(column)?;
+            NetList::parse(&entries.join(","))
+                .map_err(|e| rows::decode_error(format!("{column}: {e}")))
+        }
+    };
+}
+
+pub(super) use json_list_columns;
+
+/// How backends that keep lists as JSON text bind them.
+macro_rules! json_list_params {
+    () => {
+        fn names_param(names: &[Ability]) -> String {
+            rows::json_names(names)
+        }
+
+        fn nets_param(list: Option<&NetList>) -> Option<String> {
+            list.map(rows::json_nets)
+        }
+    };
+}
+
+pub(super) use json_list_params;
+
+/// Names as a JSON array, for backends that keep lists so.
+pub fn json_names(names: &[crate::model::Ability]) -> String {
+    let names: Vec<&str> = names.iter().map(|name| name.as_str()).collect();
+    serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+}
+
+/// Networks as a JSON array of strings.
+pub fn json_nets(list: &NetList) -> String {
+    let nets: Vec<String> = list.nets().iter().map(ToString::to_string).collect();
+    serde_json::to_string(&nets).unwrap_or_else(|_| "[]".into())
+}
+
 pub fn decode_error(message: impl Into<String>) -> sqlx::Error {
     sqlx::Error::Decode(message.into().into())
 }

@@ -3,6 +3,8 @@
 //! that run them, written once here ([`shared_statements!`]) and generated
 //! into each backend, whose sqlx types differ.
 
+use super::rows::{service_columns, token_info_select, token_record_select};
+
 /// The SQL of the shared methods, in one dialect. Parameters are
 /// positional and in the order the methods bind them.
 pub struct Statements {
@@ -65,61 +67,139 @@ macro_rules! statements {
             token_info_by_id: concat!(token_info_select!(), " WHERE t.id = ", $p1),
             list_tokens: concat!(
                 token_info_select!(),
-                " WHERE COALESCE(", $p1, ", s.name) = s.name ORDER BY t.id"
+                " WHERE COALESCE(",
+                $p1,
+                ", s.name) = s.name ORDER BY t.id"
             ),
-            list_services: concat!("SELECT ", service_columns!(), " FROM services ORDER BY name"),
+            list_services: concat!(
+                "SELECT ",
+                service_columns!(),
+                " FROM services ORDER BY name"
+            ),
             service_by_name: concat!(
-                "SELECT ", service_columns!(), " FROM services WHERE name = ", $p1
+                "SELECT ",
+                service_columns!(),
+                " FROM services WHERE name = ",
+                $p1
             ),
             set_service_active: concat!(
-                "UPDATE services SET is_active = ", $p1, ", updated_at = ", $now,
-                " WHERE name = ", $p2
+                "UPDATE services SET is_active = ",
+                $p1,
+                ", updated_at = ",
+                $now,
+                " WHERE name = ",
+                $p2
             ),
             service_count: concat!("SELECT COUNT(*) FROM services WHERE name = ", $p1),
             revoke_token: concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ", $now, ") WHERE id = ", $p1
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+                $now,
+                ") WHERE id = ",
+                $p1
             ),
             revoke_family: concat!(
-                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ", $now, ") \
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ",
+                $now,
+                ") \
                  WHERE family_id = (SELECT family_id FROM (SELECT family_id FROM tokens \
-                                    WHERE id = ", $p1, ") AS spent)"
+                                    WHERE id = ",
+                $p1,
+                ") AS spent)"
             ),
             prune_tokens: concat!("DELETE FROM tokens WHERE ", $prune),
             token_keys_after: concat!(
-                "SELECT id, token_hash FROM tokens WHERE id > ", $p1, " ORDER BY id LIMIT ", $p2
+                "SELECT id, token_hash FROM tokens WHERE id > ",
+                $p1,
+                " ORDER BY id LIMIT ",
+                $p2
             ),
             token_keys_of_service: concat!(
-                "SELECT id, token_hash FROM tokens WHERE service_id = ", $p1
+                "SELECT id, token_hash FROM tokens WHERE service_id = ",
+                $p1
             ),
             insert_token: concat!(
                 "INSERT INTO tokens \
                      (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 SELECT id, ", $p1, ", ", $p2, ", ", $p3, ", ", $p4, ", \
-                        CASE WHEN ", $p5, " THEN ", $new_family, " END, ", $p6, " \
-                 FROM services WHERE name = ", $p7, $returning_id
+                 SELECT id, ",
+                $p1,
+                ", ",
+                $p2,
+                ", ",
+                $p3,
+                ", ",
+                $p4,
+                ", \
+                        CASE WHEN ",
+                $p5,
+                " THEN ",
+                $new_family,
+                " END, ",
+                $p6,
+                " \
+                 FROM services WHERE name = ",
+                $p7,
+                $returning_id
             ),
             spend_refresh_token: concat!(
-                "UPDATE tokens SET revoked_at = ", $now, " \
-                 WHERE id = ", $p1, " AND kind = 'refresh' AND revoked_at IS NULL"
+                "UPDATE tokens SET revoked_at = ",
+                $now,
+                " \
+                 WHERE id = ",
+                $p1,
+                " AND kind = 'refresh' AND revoked_at IS NULL"
             ),
             insert_successor: concat!(
                 "INSERT INTO tokens \
                      (service_id, name, token_hash, abilities, kind, family_id, expires_at) \
-                 SELECT service_id, name, ", $p1, ", abilities, ", $p2, ", \
-                        CASE WHEN ", $p3, " THEN family_id END, ", $p4, " \
-                 FROM tokens WHERE id = ", $p5, $returning_id
+                 SELECT service_id, name, ",
+                $p1,
+                ", abilities, ",
+                $p2,
+                ", \
+                        CASE WHEN ",
+                $p3,
+                " THEN family_id END, ",
+                $p4,
+                " \
+                 FROM tokens WHERE id = ",
+                $p5,
+                $returning_id
             ),
         }
     };
 }
 
-pub(super) use statements;
+pub const POSTGRES: Statements = statements! {
+    parameters: ["$1", "$2", "$3", "$4", "$5", "$6", "$7"],
+    now: "now()",
+    new_family: "gen_random_uuid()",
+    prune: "expires_at < $1 OR revoked_at < $1",
+    returning_id: " RETURNING id",
+};
+
+pub const MYSQL: Statements = statements! {
+    parameters: ["?", "?", "?", "?", "?", "?", "?"],
+    now: "UTC_TIMESTAMP(6)",
+    new_family: "REPLACE(UUID(), '-', '')",
+    prune: "LEAST(COALESCE(expires_at, '9999-12-31'), COALESCE(revoked_at, '9999-12-31')) < ?",
+    returning_id: "",
+};
+
+pub const SQLITE: Statements = statements! {
+    parameters: ["?1", "?2", "?3", "?4", "?5", "?6", "?7"],
+    now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    new_family: "lower(hex(randomblob(16)))",
+    prune: "julianday(expires_at) < julianday(?1) OR julianday(revoked_at) < julianday(?1)",
+    returning_id: " RETURNING id",
+};
 
 /// The methods both backends run the same way. Expands inside a backend's
 /// `impl`, where `SQL` (its [`Statements`]), `MIGRATOR`, `self.db` (its
-/// [`super::connections::Connections`]), `Self::names_param` (how it
-/// binds a list of names) and `Self::inserted_id` (how an insert gives
-/// its id) are in scope.
+/// [`super::connections::Connections`]), `self.connect` and `DialOptions`
+/// (how it dials), `Self::names_param` and `Self::nets_param` (how
+/// it binds lists),
+/// `Self::inserted_id` (how an insert gives its id) and `Self::upsert`
+/// (its service upsert) are in scope.
 macro_rules! shared_statements {
     () => {
         pub async fn ready(&self) -> Result<bool, StoreError> {
@@ -162,6 +242,36 @@ macro_rules! shared_statements {
                 })
                 .await?;
             Ok(row.map(|row| rows::token_record(&row)).transpose()?)
+        }
+
+        /// A lazy pool over `connect`, kept for probes.
+        fn over(connect: DialOptions, options: &StoreOptions) -> Self {
+            let db = Connections::lazy(connect.clone(), options.max_connections, options.timeout);
+            Self {
+                db: Arc::new(db),
+                connect: Arc::new(connect),
+            }
+        }
+
+        /// Creates the service, or updates the fields given. Returns
+        /// whether it was created.
+        pub async fn upsert_service(
+            &self,
+            change: &ServiceChange,
+        ) -> Result<(Service, bool), StoreError> {
+            let allowlist = Self::nets_param(change.ip_allowlist.as_ref());
+            let (row, created) = self
+                .db
+                .run(async |conn| Self::upsert(conn, change, allowlist).await)
+                .await?;
+            Ok((rows::service(&row)?, created))
+        }
+
+        /// Whether a new connection reaches the database now, bypassing
+        /// the pool (whose idle connections may be the ones that stopped
+        /// answering). On success the pool is renewed.
+        pub async fn probe(&self) -> Result<(), StoreError> {
+            self.db.probe_with(&self.connect).await
         }
 
         pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {

@@ -267,7 +267,7 @@ fn bad_settings_name_the_setting_and_exit_2() {
         2,
         "GATEPASS_TOKEN_MAX_AGE",
     );
-    let secret_url = run(&[("GATEPASS_DATABASE_URL", "mysql://root:hunter2@db/x")]);
+    let secret_url = run(&[("GATEPASS_DATABASE_URL", "mongodb://root:hunter2@db/x")]);
     assert_fails(&secret_url, 2, "GATEPASS_DATABASE_URL");
     assert!(!text(&secret_url.stderr).contains("hunter2"));
 }

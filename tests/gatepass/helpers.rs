@@ -560,6 +560,7 @@ pub fn postgres_addr(pool: &PgPool) -> SocketAddr {
 /// A fresh database of either backend, for the store conformance suite.
 pub enum TestDb {
     Postgres(PgPool),
+    Mysql(MysqlDb),
     Sqlite {
         pool: sqlx::SqlitePool,
         url: String,
@@ -587,9 +588,35 @@ impl TestDb {
         }
     }
 
+    /// A database of its own on the MySQL/MariaDB server at `MYSQL_URL`
+    /// (default `mysql://root@127.0.0.1:3306/test`), dropped afterwards.
+    pub async fn mysql() -> Self {
+        let server = mysql_url();
+        let name = format!("gatepass_test_{:016x}", rand::random::<u64>());
+        let admin = sqlx::MySqlPool::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("MySQL/MariaDB at {server}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        let url = match server.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("MYSQL_URL names no database: {server}"),
+        };
+        let pool = sqlx::MySqlPool::connect(&url).await.expect("test database");
+        Self::Mysql(MysqlDb {
+            pool,
+            url,
+            name,
+            server,
+        })
+    }
+
     pub fn url(&self) -> String {
         match self {
             Self::Postgres(pool) => database_url(pool),
+            Self::Mysql(db) => db.url.clone(),
             Self::Sqlite { url, .. } => url.clone(),
         }
     }
@@ -611,8 +638,15 @@ impl TestDb {
 
     /// Runs plain SQL, as an operator would, binding `id` as the first
     /// parameter when the statement has one.
-    pub async fn execute(&self, postgres: &str, sqlite: &str, id: Option<i64>) {
+    pub async fn execute(&self, postgres: &str, mysql: &str, sqlite: &str, id: Option<i64>) {
         match self {
+            Self::Mysql(db) => {
+                let mut query = sqlx::query(mysql);
+                if let Some(id) = id {
+                    query = query.bind(id);
+                }
+                query.execute(&db.pool).await.expect("mysql statement");
+            }
             Self::Postgres(pool) => {
                 let mut query = sqlx::query(postgres);
                 if let Some(id) = id {
@@ -638,6 +672,12 @@ impl TestDb {
                     .fetch_one(pool)
                     .await
             }
+            Self::Mysql(db) => {
+                sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&db.pool)
+                    .await
+            }
             Self::Sqlite { pool, .. } => {
                 sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = ?1")
                     .bind(id)
@@ -655,6 +695,14 @@ impl TestDb {
                 sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM tokens t")
                     .fetch_one(pool)
                     .await
+            }
+            Self::Mysql(db) => {
+                sqlx::query_scalar(
+                    "SELECT CAST(group_concat(CONCAT_WS('|', id, name, HEX(token_hash), abilities, \
+                     kind, family_id, expires_at) SEPARATOR ' ') AS CHAR) FROM tokens",
+                )
+                .fetch_one(&db.pool)
+                .await
             }
             Self::Sqlite { pool, .. } => {
                 sqlx::query_scalar(
@@ -676,6 +724,11 @@ impl TestDb {
                     .fetch_all(pool)
                     .await
             }
+            Self::Mysql(db) => {
+                sqlx::query_as("SELECT id, family_id FROM tokens ORDER BY id")
+                    .fetch_all(&db.pool)
+                    .await
+            }
             Self::Sqlite { pool, .. } => {
                 sqlx::query_as("SELECT id, family_id FROM tokens ORDER BY id")
                     .fetch_all(pool)
@@ -683,6 +736,41 @@ impl TestDb {
             }
         }
         .expect("families")
+    }
+}
+
+pub fn mysql_url() -> String {
+    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// A test's own MySQL database.
+#[derive(Debug)]
+pub struct MysqlDb {
+    pool: sqlx::MySqlPool,
+    url: String,
+    name: String,
+    server: String,
+}
+
+impl Drop for MysqlDb {
+    /// Drops the database from a thread of its own: a test's runtime may
+    /// already be gone.
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::MySqlPool::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&admin)
+                        .await;
+                }
+            });
+        });
+        let _ = dropped.join();
     }
 }
 

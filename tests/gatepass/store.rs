@@ -1,5 +1,5 @@
-//! The store conformance suite: every test runs against Postgres and the
-//! embedded SQLite store alike, each on a fresh database, through the same
+//! The store conformance suite: every test runs against Postgres,
+//! MySQL/MariaDB and the embedded SQLite store alike, each on a fresh database, through the same
 //! `Store` API gatepass uses. Plain SQL is written once per dialect.
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use gatepass::token::TokenDigest;
 
 use crate::helpers::{Fixtures, TestDb, TokenSpec};
 
-/// Generates `postgres::<test>` and `sqlite::<test>` for each test function.
+/// Generates `postgres::<test>`, `mysql::<test>` and `sqlite::<test>` for each test function.
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -20,6 +20,14 @@ macro_rules! conformance {
                 #[sqlx::test(migrations = false)]
                 async fn $test(pool: sqlx::PgPool) {
                     super::$test(crate::helpers::TestDb::postgres(pool).await).await;
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::helpers::TestDb::mysql().await).await;
                 }
             )*
         }
@@ -289,12 +297,14 @@ async fn plain_sql_writers_are_read_as_written(db: TestDb) {
 
     db.execute(
         "UPDATE tokens SET revoked_at = now(), abilities = '{a,b, bad ability}' WHERE id = $1",
+        "UPDATE tokens SET revoked_at = UTC_TIMESTAMP(6), abilities = '[\"a\",\"b\",\"bad ability\"]' WHERE id = ?",
         "UPDATE tokens SET revoked_at = datetime('now'), abilities = '[\"a\",\"b\",\"bad ability\"]' WHERE id = ?1",
         Some(id),
     )
     .await;
     db.execute(
         "UPDATE services SET is_active = false, ip_allowlist = '{192.168.0.0/16}' WHERE name = 'billing'",
+        "UPDATE services SET is_active = 0, ip_allowlist = '[\"192.168.0.0/16\"]' WHERE name = 'billing'",
         "UPDATE services SET is_active = 0, ip_allowlist = '[\"192.168.0.0/16\"]' WHERE name = 'billing'",
         None,
     )
@@ -375,6 +385,7 @@ async fn every_writer_is_announced_on_the_change_feed(db: TestDb) {
     expect_change(&mut feed, token_change(plain_sql)).await;
     db.execute(
         "UPDATE tokens SET revoked_at = now() WHERE id = $1",
+        "UPDATE tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE id = ?",
         "UPDATE tokens SET revoked_at = datetime('now') WHERE id = ?1",
         Some(plain_sql),
     )
@@ -383,6 +394,7 @@ async fn every_writer_is_announced_on_the_change_feed(db: TestDb) {
 
     db.execute(
         "UPDATE services SET is_active = false WHERE name = 'billing'",
+        "UPDATE services SET is_active = 0 WHERE name = 'billing'",
         "UPDATE services SET is_active = 0 WHERE name = 'billing'",
         None,
     )
