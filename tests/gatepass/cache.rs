@@ -13,8 +13,8 @@ use gatepass::token::TokenFormat;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    CuttableLink, Fixtures, Table, TestApp, TokenSpec, database_url, redis_addr, redis_url,
-    unique_prefix, with_redis,
+    CuttableLink, Fixtures, Table, TestApp, TestDb, TokenSpec, database_url, redis_addr, redis_url,
+    test_settings, unique_prefix, with_redis,
 };
 
 const UNKNOWN: &str = "424242|LegacyShapedSecretForAnUnknownId00000";
@@ -319,6 +319,64 @@ async fn revocations_reach_every_instance_within_one_second(pool: PgPool) {
     assert!(sql_max < Duration::from_secs(1), "{sql_max:?}");
     a.stop().await;
     b.stop().await;
+}
+
+/// MySQL has no notifications: both instances poll the change log. Half
+/// the tokens are revoked, half deleted (as Eloquent's `$token->delete()`
+/// does), each by plain SQL from another connection.
+#[tokio::test]
+async fn mysql_revocations_and_deletes_reach_every_instance_within_one_second() {
+    let db = TestDb::mysql().await;
+    let prefix = unique_prefix();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let settings = test_settings(&db.url(), |args| with_redis(args, &prefix));
+        let app = TestApp::spawn_on(settings, db.store().await).await;
+        app.wait_for_feed().await;
+        instances.push(app);
+    }
+    let fixtures = Fixtures {
+        store: &instances[0].store,
+    };
+    fixtures.service("billing", "").await;
+    let (mut revoked, mut deleted) = (Vec::new(), Vec::new());
+    for round in 0..100 {
+        let (token, id) = fixtures.token(TokenSpec::default()).await;
+        for app in &instances {
+            assert!(matches!(app.check(&token).await.0, Decision::Allow(_)));
+            assert!(matches!(app.check(&token).await.0, Decision::Allow(_)));
+        }
+        let (sql, expected) = if round % 2 == 0 {
+            (
+                "UPDATE tokens SET revoked_at = UTC_TIMESTAMP(6) WHERE id = ?",
+                DenyReason::TokenRevoked,
+            )
+        } else {
+            ("DELETE FROM tokens WHERE id = ?", DenyReason::InvalidToken)
+        };
+        db.execute("", sql, "", Some(id)).await;
+        let committed = Instant::now();
+        for app in &instances {
+            let _ = time_until_denied(app, &token, expected).await;
+        }
+        let elapsed = committed.elapsed();
+        if round % 2 == 0 {
+            revoked.push(elapsed);
+        } else {
+            deleted.push(elapsed);
+        }
+    }
+    let (revoked_median, revoked_max) = median_and_max(revoked);
+    let (deleted_median, deleted_max) = median_and_max(deleted);
+    println!(
+        "mysql: reached both instances: revoke median {revoked_median:?} max {revoked_max:?}; \
+         delete median {deleted_median:?} max {deleted_max:?} (50 each)"
+    );
+    assert!(revoked_max < Duration::from_secs(1), "{revoked_max:?}");
+    assert!(deleted_max < Duration::from_secs(1), "{deleted_max:?}");
+    for app in instances {
+        app.stop().await;
+    }
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]
