@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use crate::cache::{Outcome, Tiers};
 use crate::decision::{CheckRequest, Decision, DecisionContext, DenyReason, decide};
-use crate::model::{Requirements, TokenKind, TokenRecord};
+use crate::model::{AbilityMatching, Requirements, TokenKind, TokenRecord};
 use crate::policy_file::PolicyHandle;
 use crate::store::{StoreError, Successor};
 use crate::token::{IssuedToken, TokenFormat, TokenKey};
@@ -77,6 +77,7 @@ pub struct Authorizer {
     policy: Option<PolicyHandle>,
     format: TokenFormat,
     max_age: Option<chrono::Duration>,
+    abilities: AbilityMatching,
 }
 
 impl Authorizer {
@@ -94,12 +95,19 @@ impl Authorizer {
             policy: None,
             format,
             max_age,
+            abilities: AbilityMatching::default(),
         }
     }
 
     /// Adds route requirements from a policy file.
     pub fn with_policy(mut self, policy: Option<PolicyHandle>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// How held abilities meet required ones (`GATEPASS_ABILITY_WILDCARDS`).
+    pub fn with_ability_matching(mut self, abilities: AbilityMatching) -> Self {
+        self.abilities = abilities;
         self
     }
 
@@ -137,6 +145,7 @@ impl Authorizer {
             route_requirements: route_requirements.as_deref(),
             max_age: self.max_age,
             expected_kind: TokenKind::Access,
+            abilities: self.abilities,
         };
         let record = lookup.token.as_ref().map(|token| token.record.clone());
         let decision = decide(&presented, record.clone(), &context);
@@ -183,6 +192,7 @@ impl Authorizer {
             route_requirements: None,
             max_age: self.max_age,
             expected_kind: TokenKind::Refresh,
+            abilities: self.abilities,
         };
         let record = match decide(&presented, record.clone(), &context) {
             Decision::Allow(record) => record,

@@ -388,8 +388,9 @@ async fn check(
     // Memory only, no usage recording: explaining a decision is not a use.
     let metrics = Metrics::new().context("cannot set up metrics")?;
     let tiers = Tiers::new(store, None, &settings.cache, metrics);
-    let authorizer =
-        Authorizer::new(tiers, None, settings.token_format.clone(), max_age).with_policy(policy);
+    let authorizer = Authorizer::new(tiers, None, settings.token_format.clone(), max_age)
+        .with_policy(policy)
+        .with_ability_matching(settings.ability_matching);
     let verdict = authorizer
         .check(&request)
         .await

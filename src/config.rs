@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cache::{CacheOptions, RedisOptions};
 use crate::check::RefreshLifetimes;
 use crate::duration;
-use crate::model::NetList;
+use crate::model::{AbilityMatching, NetList};
 use crate::store::{StoreOptions, redact_url};
 use crate::token::TokenFormat;
 pub use flags::SettingsArgs;
@@ -82,6 +82,7 @@ pub struct Settings {
     pub http_workers: usize,
     pub token_format: TokenFormat,
     pub token_max_age: Option<Duration>,
+    pub ability_matching: AbilityMatching,
     pub trusted_proxies: NetList,
     pub grpc_xff_trusted_hops: u32,
     pub policy_file: Option<PathBuf>,
@@ -106,6 +107,7 @@ impl Default for Settings {
             http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             token_format: TokenFormat::default(),
             token_max_age: None,
+            ability_matching: AbilityMatching::Wildcards,
             trusted_proxies: NetList::loopback(),
             grpc_xff_trusted_hops: 0,
             policy_file: None,
@@ -156,6 +158,10 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
         ),
         ("token_prefix", d.token_format.prefix().to_owned()),
         ("token_max_age", "none".into()),
+        (
+            "ability_wildcards",
+            (d.ability_matching == AbilityMatching::Wildcards).to_string(),
+        ),
         ("trusted_proxies", d.trusted_proxies.to_string()),
         (
             "grpc_xff_trusted_hops",
@@ -279,6 +285,16 @@ impl Settings {
             token_format: source.parse("token_prefix", &a.token_prefix, d.token_format, |raw| {
                 TokenFormat::new(raw).map_err(|e| e.to_string())
             })?,
+            ability_matching: source.parse(
+                "ability_wildcards",
+                &a.ability_wildcards,
+                d.ability_matching,
+                |raw| match raw {
+                    "true" => Ok(AbilityMatching::Wildcards),
+                    "false" => Ok(AbilityMatching::Exact),
+                    _ => Err("expected true or false".to_owned()),
+                },
+            )?,
             token_max_age: source
                 .take("token_max_age", &a.token_max_age)?
                 .map(|raw| duration::parse(&raw).map_err(|e| ConfigError::new("token_max_age", e)))

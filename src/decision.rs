@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Requirements, TokenKind, TokenRecord};
+use crate::model::{AbilityMatching, Requirements, TokenKind, TokenRecord};
 use crate::token::PresentedToken;
 
 /// Why a request was denied; the first failing row of SPEC §3 decides.
@@ -187,6 +187,7 @@ pub struct DecisionContext<'a> {
     pub max_age: Option<chrono::Duration>,
     /// `Access` everywhere but at the refresh endpoint.
     pub expected_kind: TokenKind,
+    pub abilities: AbilityMatching,
 }
 
 /// Rows 3 to 9 of the decision table, in order, as a pure function. `record`
@@ -216,10 +217,12 @@ pub fn decide(
         Some(DenyReason::ServiceDisabled)
     } else if !record.service.ip_allowlist.admits(context.client_ip) {
         Some(DenyReason::IpNotAllowed)
-    } else if !context.requirements.satisfied_by(&record.abilities)
+    } else if !context
+        .requirements
+        .satisfied_under(&record.abilities, context.abilities)
         || !context
             .route_requirements
-            .is_none_or(|route| route.satisfied_by(&record.abilities))
+            .is_none_or(|route| route.satisfied_under(&record.abilities, context.abilities))
     {
         Some(DenyReason::InsufficientAbility)
     } else {
@@ -298,6 +301,7 @@ mod tests {
             route_requirements: None,
             max_age: None,
             expected_kind: TokenKind::Access,
+            abilities: AbilityMatching::Wildcards,
         };
         decide(&presented(), Some(Arc::new(record)), &context)
     }
@@ -328,6 +332,7 @@ mod tests {
             route_requirements: None,
             max_age: None,
             expected_kind: TokenKind::Access,
+            abilities: AbilityMatching::Wildcards,
         };
         assert_eq!(
             reason(decide(&presented(), None, &context)),
@@ -379,6 +384,7 @@ mod tests {
             route_requirements: None,
             max_age: Some(Duration::minutes(30)),
             expected_kind: TokenKind::Access,
+            abilities: AbilityMatching::Wildcards,
         };
         let decision = decide(&presented(), Some(Arc::new(record())), &context);
         assert_eq!(reason(decision), Some(DenyReason::TokenExpired));
@@ -463,6 +469,7 @@ mod tests {
             route_requirements: None,
             max_age: None,
             expected_kind: TokenKind::Access,
+            abilities: AbilityMatching::Wildcards,
         };
         let token = Arc::new(record());
         assert_eq!(

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::token::TokenDigest;
-pub use abilities::{Abilities, Ability, InvalidAbility, Requirements, parse_ability_list};
+pub use abilities::{
+    Abilities, Ability, AbilityMatching, InvalidAbility, Requirements, parse_ability_list,
+};
 pub use nets::{InvalidNet, NetList};
 
 /// A calling system, as the decision needs it.

@@ -105,7 +105,8 @@ pub async fn start(settings: &Settings, store: Store) -> anyhow::Result<Running>
             .transpose()
             .context("token max age is too long")?,
     )
-    .with_policy(policy.clone());
+    .with_policy(policy.clone())
+    .with_ability_matching(settings.ability_matching);
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await

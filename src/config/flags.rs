@@ -85,6 +85,9 @@ pub struct SettingsArgs {
     /// Deny tokens older than this whatever their expires_at, e.g. 90d
     #[arg(long, env = "GATEPASS_TOKEN_MAX_AGE", global = true)]
     pub token_max_age: Option<String>,
+    /// Whether `prefix:*` grants every ability under `prefix:` (false: Laravel Sanctum's rule, where only `*` is a wildcard)
+    #[arg(long, env = "GATEPASS_ABILITY_WILDCARDS", global = true)]
+    pub ability_wildcards: Option<String>,
     /// HTTP peers whose X-Real-IP / X-Forwarded-For are believed
     #[arg(long, env = "GATEPASS_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,

@@ -5,6 +5,18 @@ use std::fmt;
 /// Longest ability name accepted.
 const MAX_ABILITY_LEN: usize = 128;
 
+/// How held abilities meet required ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AbilityMatching {
+    /// `*` grants everything, `prefix:*` everything under `prefix:`, any
+    /// other ability itself (gatepass's own schema).
+    #[default]
+    Wildcards,
+    /// Laravel Sanctum's `can()`: `*` grants everything, any other ability
+    /// (`orders:*` included) only itself.
+    Exact,
+}
+
 /// One ability name, such as `inventory:read`, `inventory:*` or `*`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ability(String);
@@ -29,11 +41,12 @@ impl Ability {
         &self.0
     }
 
-    /// `*` grants everything; `prefix:*` grants every ability under `prefix:`.
-    fn grants(&self, required: &str) -> bool {
-        match self.0.strip_suffix('*') {
-            Some("") => true,
-            Some(prefix) if prefix.ends_with(':') => {
+    /// `*` grants everything; with [`AbilityMatching::Wildcards`],
+    /// `prefix:*` grants every ability under `prefix:`.
+    fn grants(&self, required: &str, matching: AbilityMatching) -> bool {
+        match (self.0.strip_suffix('*'), matching) {
+            (Some(""), _) => true,
+            (Some(prefix), AbilityMatching::Wildcards) if prefix.ends_with(':') => {
                 required.starts_with(prefix) || required == self.0
             }
             _ => self.0 == required,
@@ -96,7 +109,13 @@ impl Abilities {
     }
 
     pub fn grants(&self, required: &str) -> bool {
-        self.sorted.iter().any(|held| held.grants(required))
+        self.grants_under(required, AbilityMatching::Wildcards)
+    }
+
+    pub fn grants_under(&self, required: &str, matching: AbilityMatching) -> bool {
+        self.sorted
+            .iter()
+            .any(|held| held.grants(required, matching))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Ability> {
@@ -147,11 +166,12 @@ impl Requirements {
     }
 
     pub fn satisfied_by(&self, held: &Abilities) -> bool {
-        self.all.iter().all(|required| held.grants(required))
-            && self
-                .any_groups
-                .iter()
-                .all(|group| group.iter().any(|required| held.grants(required)))
+        self.satisfied_under(held, AbilityMatching::Wildcards)
+    }
+
+    pub fn satisfied_under(&self, held: &Abilities, matching: AbilityMatching) -> bool {
+        let grants = |required: &String| held.grants_under(required, matching);
+        self.all.iter().all(grants) && self.any_groups.iter().all(|group| group.iter().any(grants))
     }
 }
 
@@ -193,6 +213,22 @@ mod tests {
         assert!(abilities.grants("a*b"));
         assert!(!abilities.grants("axb"));
         assert!(!held("inventory*").grants("inventory:read"));
+    }
+
+    #[test]
+    fn exact_matching_reads_prefix_stars_as_literals() {
+        let abilities = held("orders:*,billing:read");
+        let exact = AbilityMatching::Exact;
+        assert!(!abilities.grants_under("orders:read", exact));
+        assert!(abilities.grants_under("orders:*", exact));
+        assert!(abilities.grants_under("billing:read", exact));
+        assert!(abilities.grants_under("orders:read", AbilityMatching::Wildcards));
+        assert!(held("*").grants_under("anything:at:all", exact));
+        let mut requirements = Requirements::default();
+        requirements.require_any("orders:read,billing:read");
+        assert!(requirements.satisfied_under(&abilities, exact));
+        requirements.require_all("orders:write");
+        assert!(!requirements.satisfied_under(&abilities, exact));
     }
 
     #[test]

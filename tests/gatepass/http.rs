@@ -392,3 +392,34 @@ async fn concurrent_refreshes_of_one_token_issue_once(pool: PgPool) {
     assert_eq!(issued, 1, "a refresh token is spent exactly once");
     app.stop().await;
 }
+
+/// `GATEPASS_ABILITY_WILDCARDS=false`: Sanctum's rule, where `inventory:*`
+/// is a literal name and only `*` grants everything.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn without_wildcards_a_prefix_star_is_a_literal(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |args| {
+        args.ability_wildcards = Some("false".into());
+    })
+    .await;
+    let fixtures = crate::helpers::Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+    let (token, _) = fixtures.token(crate::helpers::TokenSpec::default()).await;
+    let (star, _) = fixtures
+        .token(crate::helpers::TokenSpec {
+            abilities: "*",
+            ..Default::default()
+        })
+        .await;
+    let checked = |token: &str, required: &str| {
+        auth_request(&app, Some(token)).header("x-gatepass-require-all", required.to_owned())
+    };
+    let literal = checked(&token, "inventory:*").send().await.unwrap();
+    assert_eq!(literal.status(), StatusCode::OK);
+    let exact = checked(&token, "orders:read").send().await.unwrap();
+    assert_eq!(exact.status(), StatusCode::OK);
+    let under_prefix = checked(&token, "inventory:write").send().await.unwrap();
+    assert_denied(under_prefix, 403, "insufficient_ability").await;
+    let everything = checked(&star, "inventory:write").send().await.unwrap();
+    assert_eq!(everything.status(), StatusCode::OK);
+    app.stop().await;
+}
