@@ -11,6 +11,7 @@ mod grpc;
 mod helpers;
 mod hostile;
 mod http;
+mod laravel;
 mod layering;
 mod migrate;
 mod monitoring;
