@@ -1,12 +1,13 @@
 -- MySQL / MariaDB: the same tables and column names as Postgres (SPEC §1).
 -- Lists (abilities, allowlists) are JSON arrays of strings in text columns;
 -- times are DATETIME(6) in UTC (gatepass's sessions use time_zone +00:00).
+-- Text defaults are expressions, as MySQL 8 requires for TEXT columns.
 CREATE TABLE services (
     id           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     name         VARCHAR(64) NOT NULL UNIQUE,
-    description  TEXT NOT NULL DEFAULT '',
+    description  TEXT NOT NULL DEFAULT (''),
     is_active    BOOLEAN NOT NULL DEFAULT TRUE,
-    ip_allowlist TEXT NOT NULL DEFAULT '[]' CHECK (JSON_VALID(ip_allowlist)),
+    ip_allowlist TEXT NOT NULL DEFAULT ('[]') CHECK (JSON_VALID(ip_allowlist)),
     created_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     updated_at   DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     version      BIGINT NOT NULL DEFAULT 0
@@ -18,7 +19,7 @@ CREATE TABLE tokens (
     name         VARCHAR(255) NOT NULL,
     -- SHA-256 of the secret; the secret itself is never stored.
     token_hash   BINARY(32) NOT NULL UNIQUE,
-    abilities    TEXT NOT NULL DEFAULT '["*"]' CHECK (JSON_VALID(abilities)),
+    abilities    TEXT NOT NULL DEFAULT ('["*"]') CHECK (JSON_VALID(abilities)),
     kind         VARCHAR(16) NOT NULL DEFAULT 'access' CHECK (kind IN ('access', 'refresh')),
     family_id    CHAR(32),
     expires_at   DATETIME(6),
