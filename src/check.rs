@@ -111,10 +111,6 @@ impl Authorizer {
         self
     }
 
-    pub fn tiers(&self) -> &Tiers {
-        &self.tiers
-    }
-
     /// The token format tokens are parsed and generated in.
     pub fn format(&self) -> &TokenFormat {
         &self.format
