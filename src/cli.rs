@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::{Requirements, TokenKind, parse_ability_list};
 use crate::policy_file::{PolicyError, PolicyHandle};
 use crate::provision::{self, Lifetime, ProvisionError, TokenRequest};
-use crate::store::{Service, ServiceChange, Store, TokenInfo};
+use crate::store::{Schema, Service, ServiceChange, Store, TokenInfo};
 use crate::{server, telemetry};
 
 #[derive(Debug, Parser)]
@@ -41,7 +41,11 @@ pub enum Command {
     /// Run the gRPC, HTTP and ops surfaces (applies migrations first)
     Serve,
     /// Apply database migrations and exit
-    Migrate,
+    Migrate {
+        /// Sanctum schema: remove what gatepass added to the Laravel database (its triggers and gatepass_ tables), nothing else
+        #[arg(long)]
+        undo_sanctum: bool,
+    },
     /// Manage calling services
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -151,14 +155,27 @@ fn usage(error: impl std::fmt::Display) -> CliError {
 pub async fn run(command: Command, settings: Settings) -> Result<ExitCode, CliError> {
     let store = Store::connect(&settings.store).map_err(usage)?;
     // Every command works on a fresh database, the embedded default above all.
-    if !matches!(command, Command::Migrate) {
+    if !matches!(command, Command::Migrate { .. }) {
         store.migrate().await.context("cannot apply migrations")?;
     }
     match command {
         Command::Serve => serve(settings, store).await,
-        Command::Migrate => {
+        Command::Migrate {
+            undo_sanctum: false,
+        } => {
             store.migrate().await.context("cannot apply migrations")?;
             eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { undo_sanctum: true } => {
+            if !matches!(settings.store.schema, Schema::Sanctum(_)) {
+                return Err(usage("--undo-sanctum needs GATEPASS_SCHEMA=sanctum"));
+            }
+            store
+                .undo_sanctum()
+                .await
+                .context("cannot remove gatepass from the Laravel database")?;
+            eprintln!("removed gatepass's triggers and tables; Laravel's are untouched");
             Ok(ExitCode::SUCCESS)
         }
         Command::Service(command) => service(command, &store).await,

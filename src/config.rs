@@ -12,7 +12,7 @@ use crate::cache::{CacheOptions, RedisOptions};
 use crate::check::RefreshLifetimes;
 use crate::duration;
 use crate::model::{AbilityMatching, NetList};
-use crate::store::{StoreOptions, redact_url};
+use crate::store::{SanctumOptions, Schema, StoreOptions, redact_url};
 use crate::token::TokenFormat;
 pub use flags::SettingsArgs;
 
@@ -134,6 +134,16 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
             d.store.max_connections.to_string(),
         ),
         ("database_timeout", show(d.store.timeout)),
+        ("schema", "gatepass".into()),
+        (
+            "sanctum_tokenable_type",
+            SanctumOptions::default().tokenable_type,
+        ),
+        (
+            "sanctum_services_table",
+            SanctumOptions::default().services_table,
+        ),
+        ("sanctum_expiration", "none".into()),
         ("redis_url", "none, L1 only".into()),
         ("redis_prefix", redis.prefix),
         ("redis_ttl", show(redis.ttl)),
@@ -156,11 +166,17 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
             "http_workers",
             format!("{}, the number of CPUs", d.http_workers),
         ),
-        ("token_prefix", d.token_format.prefix().to_owned()),
+        (
+            "token_prefix",
+            format!("{}, empty in the sanctum schema", d.token_format.prefix()),
+        ),
         ("token_max_age", "none".into()),
         (
             "ability_wildcards",
-            (d.ability_matching == AbilityMatching::Wildcards).to_string(),
+            format!(
+                "{}, false in the sanctum schema",
+                d.ability_matching == AbilityMatching::Wildcards
+            ),
         ),
         ("trusted_proxies", d.trusted_proxies.to_string()),
         (
@@ -205,6 +221,26 @@ impl Settings {
                 ),
             ));
         }
+        let schema = schema(&mut source, a)?;
+        // Sanctum's own defaults: tokens as Laravel issues them, abilities
+        // as Laravel matches them.
+        let (default_format, default_matching) = match schema {
+            Schema::Gatepass => (d.token_format, d.ability_matching),
+            Schema::Sanctum(_) => (
+                TokenFormat::new("").expect("the empty prefix is valid"),
+                AbilityMatching::Exact,
+            ),
+        };
+        let sanctum_expiration = source
+            .take("sanctum_expiration", &a.sanctum_expiration)?
+            .map(|raw| match raw.trim().parse::<u32>() {
+                Ok(minutes) if minutes > 0 => Ok(Duration::from_secs(u64::from(minutes) * 60)),
+                _ => Err(ConfigError::new(
+                    "sanctum_expiration",
+                    format!("{raw:?}: expected a whole number of minutes above 0"),
+                )),
+            })
+            .transpose()?;
         let cache = CacheOptions {
             capacity: source.parse(
                 "cache_capacity",
@@ -247,6 +283,7 @@ impl Settings {
                     d.store.timeout,
                     duration::parse,
                 )?,
+                schema,
             },
             redis: redis_options(&mut source, a, cache.negative_ttl)?,
             cache,
@@ -282,23 +319,27 @@ impl Settings {
                 d.http_workers,
                 positive,
             )?,
-            token_format: source.parse("token_prefix", &a.token_prefix, d.token_format, |raw| {
+            token_format: source.parse("token_prefix", &a.token_prefix, default_format, |raw| {
                 TokenFormat::new(raw).map_err(|e| e.to_string())
             })?,
             ability_matching: source.parse(
                 "ability_wildcards",
                 &a.ability_wildcards,
-                d.ability_matching,
+                default_matching,
                 |raw| match raw {
                     "true" => Ok(AbilityMatching::Wildcards),
                     "false" => Ok(AbilityMatching::Exact),
                     _ => Err("expected true or false".to_owned()),
                 },
             )?,
+            // Sanctum's expiration is a maximum age; the stricter one wins.
             token_max_age: source
                 .take("token_max_age", &a.token_max_age)?
                 .map(|raw| duration::parse(&raw).map_err(|e| ConfigError::new("token_max_age", e)))
-                .transpose()?,
+                .transpose()?
+                .into_iter()
+                .chain(sanctum_expiration)
+                .min(),
             trusted_proxies: source.parse(
                 "trusted_proxies",
                 &a.trusted_proxies,
@@ -375,6 +416,27 @@ impl Settings {
         };
         source.reject_unknown()?;
         Ok(settings)
+    }
+}
+
+fn schema(source: &mut Source, a: &SettingsArgs) -> Result<Schema, ConfigError> {
+    let d = SanctumOptions::default();
+    let kind = source.take("schema", &a.schema)?;
+    let tokenable_type = source
+        .take("sanctum_tokenable_type", &a.sanctum_tokenable_type)?
+        .unwrap_or(d.tokenable_type);
+    let services_table = source
+        .take("sanctum_services_table", &a.sanctum_services_table)?
+        .unwrap_or(d.services_table);
+    match kind.as_deref().map(str::trim) {
+        None | Some("" | "gatepass") => Ok(Schema::Gatepass),
+        Some("sanctum") => SanctumOptions::new(&tokenable_type, &services_table)
+            .map(Schema::Sanctum)
+            .map_err(|message| ConfigError::new("sanctum_services_table", message)),
+        Some(other) => Err(ConfigError::new(
+            "schema",
+            format!("{other:?}: expected gatepass or sanctum"),
+        )),
     }
 }
 

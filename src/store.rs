@@ -1,6 +1,7 @@
 //! Persistence: the only place with SQL. [`Store`] hides which database
-//! backs it: Postgres (`store/postgres.rs`) or the embedded SQLite default
-//! (`store/sqlite.rs`).
+//! backs it (Postgres, MySQL/MariaDB, or the embedded SQLite default) and
+//! which schema: gatepass's own tables, or a Laravel Sanctum database's
+//! read in place (`store/sanctum.rs`).
 
 mod changelog;
 mod connections;
@@ -8,6 +9,7 @@ mod feed;
 mod mysql;
 mod postgres;
 pub mod rows;
+mod sanctum;
 mod sql;
 mod sqlite;
 
@@ -23,6 +25,7 @@ use crate::token::TokenDigest;
 pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY};
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
+pub use sanctum::{SanctumOptions, SanctumStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum StoreError {
     CoolingDown,
     #[error("database did not answer within {0:?}")]
     TimedOut(Duration),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -55,7 +60,10 @@ impl StoreError {
                     | sqlx::Error::RowNotFound
             ),
             Self::TimedOut(_) | Self::CoolingDown => true,
-            Self::Migrate(_) | Self::NotFound(_) | Self::UnsupportedUrl(_) => false,
+            Self::Migrate(_)
+            | Self::NotFound(_)
+            | Self::UnsupportedUrl(_)
+            | Self::Unsupported(_) => false,
         }
     }
 
@@ -77,6 +85,17 @@ pub struct StoreOptions {
     /// Bound on waiting for a connection, so a dead database turns into a
     /// quick UNAVAILABLE instead of a hung check.
     pub timeout: Duration,
+    pub schema: Schema,
+}
+
+/// Which tables hold services and tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Schema {
+    /// gatepass's own `services` and `tokens`.
+    #[default]
+    Gatepass,
+    /// A Laravel Sanctum database's `personal_access_tokens` (SPEC §10).
+    Sanctum(SanctumOptions),
 }
 
 impl Default for StoreOptions {
@@ -86,6 +105,7 @@ impl Default for StoreOptions {
             url: "sqlite://gatepass.db".into(),
             max_connections: 10,
             timeout: Duration::from_secs(1),
+            schema: Schema::Gatepass,
         }
     }
 }
@@ -173,6 +193,7 @@ enum Backend {
     Postgres(PostgresStore),
     Mysql(MysqlStore),
     Sqlite(SqliteStore),
+    Sanctum(SanctumStore),
 }
 
 /// Calls the same method on whichever backend is in use.
@@ -182,6 +203,7 @@ macro_rules! dispatch {
             Backend::Postgres(store) => store.$method($($arg),*).await,
             Backend::Mysql(store) => store.$method($($arg),*).await,
             Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Sanctum(store) => store.$method($($arg),*).await,
         }
     };
 }
@@ -191,7 +213,7 @@ impl Store {
     /// so start-up reports a dead database from `migrate`, with its cause.
     pub fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         let url = options.url.as_str();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let native = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(PostgresStore::connect(options)?)
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let options = StoreOptions {
@@ -204,6 +226,19 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
+        let backend = match (&options.schema, native) {
+            (Schema::Gatepass, native) => native,
+            (Schema::Sanctum(sanctum), Backend::Postgres(native)) => {
+                Backend::Sanctum(SanctumStore::postgres(native, sanctum))
+            }
+            (Schema::Sanctum(sanctum), Backend::Mysql(native)) => {
+                Backend::Sanctum(SanctumStore::mysql(native, sanctum))
+            }
+            (Schema::Sanctum(sanctum), Backend::Sqlite(native)) => {
+                Backend::Sanctum(SanctumStore::sqlite(native, sanctum))
+            }
+            (Schema::Sanctum(_), sanctum @ Backend::Sanctum(_)) => sanctum,
+        };
         Ok(Self {
             backend,
             lookups: Arc::default(),
@@ -213,6 +248,17 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self.migrate())
+    }
+
+    /// Removes what `migrate` added to a Laravel database, and nothing
+    /// else (`gatepass migrate --undo-sanctum`).
+    pub async fn undo_sanctum(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sanctum(store) => store.undo().await,
+            _ => Err(StoreError::Unsupported(
+                "--undo-sanctum needs GATEPASS_SCHEMA=sanctum",
+            )),
+        }
     }
 
     /// Reachable, and every migration this build knows is applied.
@@ -274,6 +320,7 @@ impl Store {
                 Backend::Postgres(store) => store.probe().await,
                 Backend::Mysql(store) => store.probe().await,
                 Backend::Sqlite(store) => store.probe().await,
+                Backend::Sanctum(store) => store.probe().await,
             };
             if probed.is_ok() {
                 self.health.down.store(false, Ordering::Release);
@@ -372,6 +419,7 @@ impl Store {
             Backend::Postgres(store) => ChangeFeed::postgres(store).await,
             Backend::Mysql(store) => Ok(ChangeFeed::polled(store.changes().await?)),
             Backend::Sqlite(store) => Ok(ChangeFeed::polled(store.changes().await?)),
+            Backend::Sanctum(store) => store.changes().await,
         }
     }
 }

@@ -26,6 +26,18 @@ pub struct SettingsArgs {
     /// How long a check waits for the database before answering UNAVAILABLE
     #[arg(long, env = "GATEPASS_DATABASE_TIMEOUT", global = true)]
     pub database_timeout: Option<String>,
+    /// Whose tables hold the tokens: gatepass's own, or a Laravel Sanctum database's (sanctum)
+    #[arg(long, env = "GATEPASS_SCHEMA", global = true)]
+    pub schema: Option<String>,
+    /// Sanctum schema: the tokenable_type of the tokens that count
+    #[arg(long, env = "GATEPASS_SANCTUM_TOKENABLE_TYPE", global = true)]
+    pub sanctum_tokenable_type: Option<String>,
+    /// Sanctum schema: the table of that model
+    #[arg(long, env = "GATEPASS_SANCTUM_SERVICES_TABLE", global = true)]
+    pub sanctum_services_table: Option<String>,
+    /// Sanctum schema: sanctum.expiration, minutes from created_at after which a token is expired
+    #[arg(long, env = "GATEPASS_SANCTUM_EXPIRATION", global = true)]
+    pub sanctum_expiration: Option<String>,
     /// Redis URL for the shared L2 cache, redis://host:port/db
     #[arg(
         long,

@@ -137,7 +137,14 @@ impl PolledChanges {
                 self.waiting.insert(skipped, now);
             }
             self.last_seen = self.last_seen.max(id);
-            let digest = hash.as_deref().and_then(TokenDigest::from_bytes);
+            // Bytes (the native schema) or hex text (Laravel's `token`).
+            let digest = hash.as_deref().and_then(|hash| {
+                TokenDigest::from_bytes(hash).or_else(|| {
+                    std::str::from_utf8(hash)
+                        .ok()
+                        .and_then(TokenDigest::from_hex)
+                })
+            });
             self.pending.push_back(match (subject.as_str(), digest) {
                 ("t", Some(digest)) => Change::Token {
                     id: row_id,

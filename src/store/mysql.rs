@@ -36,7 +36,7 @@ impl Columns for MySqlRow {
 
 #[derive(Debug, Clone)]
 pub struct MysqlStore {
-    db: Arc<Connections<MySql>>,
+    pub(super) db: Arc<Connections<MySql>>,
     connect: Arc<MySqlConnectOptions>,
 }
 

@@ -44,7 +44,7 @@ impl Columns for PgRow {
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    db: Arc<Connections<Postgres>>,
+    pub(super) db: Arc<Connections<Postgres>>,
     connect: Arc<PgConnectOptions>,
 }
 

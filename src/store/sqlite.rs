@@ -49,7 +49,7 @@ impl Columns for SqliteRow {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    db: Arc<Connections<Sqlite>>,
+    pub(super) db: Arc<Connections<Sqlite>>,
     connect: Arc<SqliteConnectOptions>,
 }
 

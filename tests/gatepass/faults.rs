@@ -52,6 +52,7 @@ impl FreshDb {
             url: url.clone(),
             max_connections: 2,
             timeout: Duration::from_secs(5),
+            ..Default::default()
         })
         .unwrap();
         store.migrate().await.expect("migrations apply");

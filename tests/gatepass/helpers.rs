@@ -11,7 +11,9 @@ use gatepass::model::ServiceName;
 use gatepass::model::parse_ability_list;
 use gatepass::model::{NetList, TokenKind};
 use gatepass::server::{self, Running};
-use gatepass::store::{NewToken, PostgresStore, ServiceChange, Store, StoreOptions};
+use gatepass::store::{
+    NewToken, PostgresStore, SanctumOptions, Schema, ServiceChange, Store, StoreOptions,
+};
 use gatepass::token::{IssuedToken, TokenFormat};
 use sqlx::ConnectOptions;
 use sqlx::PgPool;
@@ -409,6 +411,7 @@ impl CuttableLink {
             url: options.to_url_lossy().to_string(),
             max_connections: 4,
             timeout: Duration::from_millis(500),
+            ..Default::default()
         }
     }
 }
@@ -588,6 +591,69 @@ impl TestDb {
         }
     }
 
+    /// A new, empty SQLite file (no gatepass tables), as a Laravel app
+    /// would start with.
+    pub async fn empty_sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("laravel.db");
+        std::fs::File::create(&path).expect("sqlite file");
+        let url = format!("sqlite://{}", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite opens");
+        Self::Sqlite {
+            pool,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// The store over this database's Laravel tables, not yet migrated.
+    pub fn sanctum_store(&self) -> Store {
+        let options = StoreOptions {
+            schema: Schema::Sanctum(SanctumOptions::default()),
+            ..Self::options(&self.url())
+        };
+        Store::connect(&options).expect("store url")
+    }
+
+    /// The tables, columns, triggers, functions and sequences of the
+    /// database, one line each, sorted.
+    pub async fn objects(&self) -> Vec<String> {
+        let mut objects: Vec<String> = match self {
+            Self::Postgres(pool) => sqlx::query_scalar(
+                "SELECT c.relkind::text || ' ' || c.relname FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' \
+                 UNION ALL SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
+                     || ' ' || is_nullable || ' ' || coalesce(column_default, '') \
+                 FROM information_schema.columns WHERE table_schema = 'public' \
+                 UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal \
+                 UNION ALL SELECT 'function ' || p.proname FROM pg_proc p \
+                 JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+            )
+            .fetch_all(pool)
+            .await,
+            Self::Mysql(db) => sqlx::query_scalar(
+                "SELECT CAST(CONCAT('table ', table_name) AS CHAR) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() \
+                 UNION ALL SELECT CAST(CONCAT('column ', table_name, '.', column_name, ' ', \
+                     column_type, ' ', is_nullable, ' ', coalesce(column_default, '')) AS CHAR) \
+                 FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 UNION ALL SELECT CAST(CONCAT('trigger ', trigger_name) AS CHAR) \
+                 FROM information_schema.triggers WHERE trigger_schema = DATABASE()",
+            )
+            .fetch_all(&db.pool)
+            .await,
+            Self::Sqlite { pool, .. } => sqlx::query_scalar(
+                "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master \
+                 WHERE name <> 'sqlite_sequence'",
+            )
+            .fetch_all(pool)
+            .await,
+        }
+        .expect("schema objects");
+        objects.sort();
+        objects
+    }
+
     /// A database of its own on the MySQL/MariaDB server at `MYSQL_URL`
     /// (default `mysql://root@127.0.0.1:3306/test`), dropped afterwards.
     pub async fn mysql() -> Self {
@@ -626,6 +692,7 @@ impl TestDb {
             url: url.to_owned(),
             max_connections: 4,
             timeout: Duration::from_secs(2),
+            ..Default::default()
         }
     }
 

@@ -17,5 +17,6 @@ mod migrate;
 mod monitoring;
 mod nginx;
 mod policy;
+mod sanctum;
 mod store;
 mod telemetry;
