@@ -50,6 +50,7 @@ on_every_backend!(
     migrate_adds_only_gatepass_objects_and_undo_removes_exactly_them,
     tokens_gatepass_issues_work_in_laravel,
     cached_checks_do_not_reach_the_database,
+    laravel_last_used_writes_are_not_announced,
 );
 
 /// The Laravel application: one PHP process, fed JSON commands.
@@ -490,6 +491,51 @@ async fn tokens_gatepass_issues_work_in_laravel(db: TestDb) {
         "Laravel's format: {expires_at}"
     );
 
+    // The admin API writes the same rows.
+    gatepass_cli(&db, &["service", "create", "ops"]);
+    let admin = gatepass_cli(
+        &db,
+        &["token", "issue", "ops", "--abilities", "gatepass:admin"],
+    );
+    let admin_api = |method: reqwest::Method, path: &str, body: Value| {
+        reqwest::Client::new()
+            .request(method, app.ops_url(&format!("/admin/v1{path}")))
+            .header("authorization", format!("Bearer {}", admin.trim()))
+            .json(&body)
+            .send()
+    };
+    let created = admin_api(
+        reqwest::Method::PUT,
+        "/services/shipping",
+        json!({"ip_allowlist": ["192.0.2.0/24"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let issued: Value = admin_api(
+        reqwest::Method::POST,
+        "/tokens",
+        json!({"service": "shipping", "abilities": ["parcels:read"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let from_api = issued["token"].as_str().expect("a token");
+    let answer = laravel.call(
+        json!({"op": "decide", "token": from_api, "ip": "192.0.2.10",
+        "ability": "parcels:read", "expiration": null}),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["service"], "shipping");
+    let answer = laravel.call(json!({"op": "decide", "token": from_api, "ip": "10.0.0.1",
+        "ability": "parcels:read", "expiration": null}));
+    assert_eq!(
+        answer["status"], 403,
+        "the allowlist reads in Laravel: {answer}"
+    );
+
     let id = plain.split('|').next().unwrap();
     gatepass_cli(&db, &["token", "revoke", id]);
     let answer = laravel.call(json!({"op": "decide", "token": plain, "ip": "10.9.9.9",
@@ -550,4 +596,38 @@ async fn cached_checks_do_not_reach_the_database(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
+}
+
+/// Laravel's guard writes `last_used_at` on every request it
+/// authenticates; those writes must not reach gatepass's feed (nor bump a
+/// version), or an app still using `auth:sanctum` would flush every cache.
+async fn laravel_last_used_writes_are_not_announced(db: TestDb) {
+    let (mut laravel, billing, _, _) = Laravel::with_schema(&db);
+    let store = db.sanctum_store();
+    store.migrate().await.expect("installs");
+    let token = laravel.token(json!({"owner_id": billing}));
+    let id = token["id"].as_i64().unwrap();
+    let version = store
+        .find_token_by_id(id)
+        .await
+        .unwrap()
+        .expect("found")
+        .version;
+    let mut feed = store.changes().await.expect("feed");
+    laravel.call(json!({"op": "used", "id": id}));
+    laravel.call(json!({"op": "service_update", "id": billing, "description": "renamed"}));
+    let quiet = tokio::time::timeout(Duration::from_millis(400), feed.next()).await;
+    assert!(quiet.is_err(), "announced: {quiet:?}");
+    let record = store.find_token_by_id(id).await.unwrap().expect("found");
+    assert_eq!(record.version, version);
+    laravel.call(json!({"op": "abilities", "id": id, "abilities": ["x"]}));
+    let change = tokio::time::timeout(Duration::from_secs(1), feed.next())
+        .await
+        .expect("a decision change is announced")
+        .expect("feed works")
+        .expect("feed connected");
+    assert!(
+        matches!(change, gatepass::store::Change::Token { id: changed, .. } if changed == id),
+        "{change:?}"
+    );
 }

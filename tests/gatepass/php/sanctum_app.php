@@ -227,6 +227,11 @@ function run(array $command): array
             PersonalAccessToken::where('id', $command['id'])
                 ->update(['created_at' => now()->subMinutes($command['minutes'])]);
             return [];
+        case 'used':
+            // What Sanctum's guard does on each authenticated request.
+            $token = PersonalAccessToken::find($command['id']);
+            $token->forceFill(['last_used_at' => now()])->save();
+            return [];
         case 'delete':
             PersonalAccessToken::find($command['id'])->delete();
             return [];
@@ -237,7 +242,7 @@ function run(array $command): array
             return [];
         case 'service_update':
             $service = Service::find($command['id']);
-            foreach (['is_active', 'ip_allowlist', 'name'] as $field) {
+            foreach (['is_active', 'ip_allowlist', 'name', 'description'] as $field) {
                 if (array_key_exists($field, $command)) {
                     $service->$field = $command[$field];
                 }
