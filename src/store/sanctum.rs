@@ -158,6 +158,10 @@ struct Statements {
     prune_tokens: String,
     token_keys_after: String,
     token_keys_of_service: String,
+    /// Reads no row but names every column gatepass uses: MySQL and SQLite
+    /// resolve a trigger's columns only when it fires, so a missing one
+    /// must stop the install, not Laravel's next write.
+    columns_used: [String; 2],
     applied: &'static str,
     bookkeeping: &'static str,
     record_install: String,
@@ -278,6 +282,15 @@ impl Statements {
                 p(1),
                 p(2)
             ),
+            columns_used: [
+                "SELECT id, tokenable_type, tokenable_id, name, token, abilities, last_used_at, \
+                 expires_at, created_at, updated_at FROM personal_access_tokens WHERE 1 = 0"
+                    .to_owned(),
+                format!(
+                    "SELECT id, name, description, ip_allowlist, is_active, created_at, \
+                     updated_at FROM {services} WHERE 1 = 0"
+                ),
+            ],
             applied: "SELECT max(version) FROM gatepass_migrations",
             bookkeeping: "CREATE TABLE IF NOT EXISTS gatepass_migrations (\
                  version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(255) NOT NULL, \
@@ -482,6 +495,9 @@ impl SanctumStore {
             .run(async |conn| {
                 sqlx::raw_sql(sql.dialect.lock).execute(&mut *conn).await?;
                 let installed = async {
+                    for columns in &sql.columns_used {
+                        sqlx::query(columns).execute(&mut *conn).await?;
+                    }
                     sqlx::raw_sql(sql.bookkeeping).execute(&mut *conn).await?;
                     let applied: Option<i64> = sqlx::query_scalar(sql.applied)
                         .fetch_one(&mut *conn)

@@ -51,6 +51,8 @@ on_every_backend!(
     tokens_gatepass_issues_work_in_laravel,
     cached_checks_do_not_reach_the_database,
     laravel_last_used_writes_are_not_announced,
+    a_database_without_expires_at_is_refused_before_anything_is_installed,
+    an_unreadable_allowlist_entry_fails_closed,
 );
 
 /// The Laravel application: one PHP process, fed JSON commands.
@@ -630,4 +632,48 @@ async fn laravel_last_used_writes_are_not_announced(db: TestDb) {
         matches!(change, gatepass::store::Change::Token { id: changed, .. } if changed == id),
         "{change:?}"
     );
+}
+
+/// Sanctum before 3.0 had no `expires_at`: the install refuses such a
+/// database, naming the column, and leaves it as it was.
+async fn a_database_without_expires_at_is_refused_before_anything_is_installed(db: TestDb) {
+    let tokens = "CREATE TABLE personal_access_tokens (id BIGINT PRIMARY KEY, \
+        tokenable_type VARCHAR(255) NOT NULL, tokenable_id BIGINT NOT NULL, name VARCHAR(255), \
+        token VARCHAR(64) NOT NULL, abilities TEXT, last_used_at TIMESTAMP NULL, \
+        created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL)";
+    let services = "CREATE TABLE services (id BIGINT PRIMARY KEY, name VARCHAR(255), \
+        description TEXT, ip_allowlist VARCHAR(255), is_active BOOLEAN, \
+        created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL)";
+    db.execute(tokens, tokens, tokens, None).await;
+    db.execute(services, services, services, None).await;
+    let before = db.objects().await;
+    let error = db.sanctum_store().migrate().await.expect_err("refused");
+    assert!(error.to_string().contains("expires_at"), "{error}");
+    assert_eq!(db.objects().await, before);
+}
+
+/// Where Symfony's IpUtils would skip an entry it cannot read, gatepass
+/// refuses to read the service at all (a documented difference): a typo
+/// never widens access, and the check answers 503.
+async fn an_unreadable_allowlist_entry_fails_closed(db: TestDb) {
+    let (mut laravel, billing, _, _) = Laravel::with_schema(&db);
+    laravel
+        .call(json!({"op": "service_update", "id": billing, "ip_allowlist": "10.0.0.0/8, office"}));
+    let token = laravel.token(json!({"owner_id": billing}));
+    let plain = token["plain"].as_str().unwrap();
+    let answer = laravel.call(json!({"op": "decide", "token": plain, "ip": "10.1.2.3",
+        "ability": null, "expiration": null}));
+    assert_eq!(answer["status"], 200, "IpUtils skips the entry: {answer}");
+    let app = gatepass_on(&db, |_| {}).await;
+    assert_eq!(gatepass_status(&app, plain, "10.1.2.3", None).await, 503);
+    laravel.call(json!({"op": "service_update", "id": billing, "ip_allowlist": "10.0.0.0/8"}));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while gatepass_status(&app, plain, "10.1.2.3", None).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the fixed allowlist was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
 }
