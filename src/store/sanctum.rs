@@ -309,23 +309,29 @@ impl Statements {
         script.replace("{services}", &self.services)
     }
 
-    /// One statement writing every `(id, time)` of the batch.
+    /// One statement writing every `(id, time)` of the batch, never moving
+    /// a time backwards. Binds the pairs, the ids, then the pairs again.
     fn record_last_used(&self, batch: usize) -> String {
         let p = self.dialect.param;
-        let cases: String = (0..batch)
-            .map(|i| {
-                format!(
-                    " WHEN {} THEN {}",
-                    p(2 * i + 1),
-                    (self.dialect.time_param)(p(2 * i + 2))
-                )
-            })
-            .collect();
+        let cases = |first: usize| -> String {
+            let whens: String = (0..batch)
+                .map(|i| {
+                    format!(
+                        " WHEN {} THEN {}",
+                        p(first + 2 * i),
+                        (self.dialect.time_param)(p(first + 2 * i + 1))
+                    )
+                })
+                .collect();
+            format!("CASE id{whens} END")
+        };
         let ids: Vec<String> = (0..batch).map(|i| p(2 * batch + i + 1)).collect();
         format!(
-            "UPDATE personal_access_tokens SET last_used_at = CASE id{cases} END \
-             WHERE id IN ({})",
-            ids.join(", ")
+            "UPDATE personal_access_tokens SET last_used_at = {} WHERE id IN ({}) \
+             AND (last_used_at IS NULL OR last_used_at < {})",
+            cases(1),
+            ids.join(", "),
+            cases(3 * batch + 1)
         )
     }
 }
@@ -795,7 +801,8 @@ impl SanctumStore {
         Ok(done)
     }
 
-    /// One statement per 500 tokens, in Laravel's format.
+    /// One statement per 500 tokens, in Laravel's format; a time never
+    /// moves backwards.
     pub async fn record_last_used(&self, uses: &[(i64, DateTime<Utc>)]) -> Result<u64, StoreError> {
         let mut written = 0;
         for batch in uses.chunks(500) {
@@ -808,6 +815,9 @@ impl SanctumStore {
                     }
                     for (id, _) in batch {
                         update = update.bind(*id);
+                    }
+                    for (id, at) in batch {
+                        update = update.bind(*id).bind(laravel_time(*at));
                     }
                     update.execute(conn).await.map(|done| done.rows_affected())
                 })
@@ -919,7 +929,8 @@ mod tests {
         assert_eq!(
             sql.record_last_used(2),
             "UPDATE personal_access_tokens SET last_used_at = CASE id WHEN ?1 THEN ?2 \
-             WHEN ?3 THEN ?4 END WHERE id IN (?5, ?6)"
+             WHEN ?3 THEN ?4 END WHERE id IN (?5, ?6) AND (last_used_at IS NULL OR \
+             last_used_at < CASE id WHEN ?7 THEN ?8 WHEN ?9 THEN ?10 END)"
         );
     }
 }

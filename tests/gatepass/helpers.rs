@@ -560,8 +560,15 @@ pub fn postgres_addr(pool: &PgPool) -> SocketAddr {
         .expect("tests reach Postgres over TCP")
 }
 
-/// A fresh database of either backend, for the store conformance suite.
-pub enum TestDb {
+/// A fresh database of any backend, for the store conformance suite, and
+/// which schema gatepass reads it with.
+pub struct TestDb {
+    db: Db,
+    /// Laravel's tables (`GATEPASS_SCHEMA=sanctum`) instead of gatepass's.
+    sanctum: bool,
+}
+
+enum Db {
     Postgres(PgPool),
     Mysql(MysqlDb),
     Sqlite {
@@ -572,9 +579,39 @@ pub enum TestDb {
 }
 
 impl TestDb {
+    fn on(db: Db) -> Self {
+        Self { db, sanctum: false }
+    }
+
+    /// Laravel's schema, created by Laravel's own Schema builder (PHP), and
+    /// gatepass reading it: `store()` is then the sanctum store.
+    pub fn with_laravel_schema(mut self) -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/gatepass/php/sanctum_app.php"
+        );
+        let mut php = std::process::Command::new("php")
+            .arg(script)
+            .arg(self.url())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("php runs (scripts/test installs php-cli and php-laravel-framework)");
+        use std::io::Write;
+        php.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"{\"op\":\"schema\"}\n")
+            .expect("php reads");
+        let output = php.wait_with_output().expect("php exits");
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "{}");
+        self.sanctum = true;
+        self
+    }
+
     /// The empty database `#[sqlx::test(migrations = false)]` made.
     pub async fn postgres(pool: PgPool) -> Self {
-        Self::Postgres(pool)
+        Self::on(Db::Postgres(pool))
     }
 
     /// A new SQLite file in a temporary directory.
@@ -584,11 +621,11 @@ impl TestDb {
         let store = Store::connect(&Self::options(&url)).expect("sqlite url");
         store.migrate().await.expect("sqlite migrations");
         let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite opens");
-        Self::Sqlite {
+        Self::on(Db::Sqlite {
             pool,
             url,
             _dir: dir,
-        }
+        })
     }
 
     /// A new, empty SQLite file (no gatepass tables), as a Laravel app
@@ -599,11 +636,11 @@ impl TestDb {
         std::fs::File::create(&path).expect("sqlite file");
         let url = format!("sqlite://{}", path.display());
         let pool = sqlx::SqlitePool::connect(&url).await.expect("sqlite opens");
-        Self::Sqlite {
+        Self::on(Db::Sqlite {
             pool,
             url,
             _dir: dir,
-        }
+        })
     }
 
     /// The store over this database's Laravel tables, not yet migrated.
@@ -618,8 +655,8 @@ impl TestDb {
     /// The tables, columns, triggers, functions and sequences of the
     /// database, one line each, sorted.
     pub async fn objects(&self) -> Vec<String> {
-        let mut objects: Vec<String> = match self {
-            Self::Postgres(pool) => sqlx::query_scalar(
+        let mut objects: Vec<String> = match &self.db {
+            Db::Postgres(pool) => sqlx::query_scalar(
                 "SELECT c.relkind::text || ' ' || c.relname FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' \
                  UNION ALL SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type \
@@ -631,7 +668,7 @@ impl TestDb {
             )
             .fetch_all(pool)
             .await,
-            Self::Mysql(db) => sqlx::query_scalar(
+            Db::Mysql(db) => sqlx::query_scalar(
                 "SELECT CAST(CONCAT('table ', table_name) AS CHAR) FROM information_schema.tables \
                  WHERE table_schema = DATABASE() \
                  UNION ALL SELECT CAST(CONCAT('column ', table_name, '.', column_name, ' ', \
@@ -642,7 +679,7 @@ impl TestDb {
             )
             .fetch_all(&db.pool)
             .await,
-            Self::Sqlite { pool, .. } => sqlx::query_scalar(
+            Db::Sqlite { pool, .. } => sqlx::query_scalar(
                 "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master \
                  WHERE name <> 'sqlite_sequence'",
             )
@@ -671,19 +708,19 @@ impl TestDb {
             None => panic!("MYSQL_URL names no database: {server}"),
         };
         let pool = sqlx::MySqlPool::connect(&url).await.expect("test database");
-        Self::Mysql(MysqlDb {
+        Self::on(Db::Mysql(MysqlDb {
             pool,
             url,
             name,
             server,
-        })
+        }))
     }
 
     pub fn url(&self) -> String {
-        match self {
-            Self::Postgres(pool) => database_url(pool),
-            Self::Mysql(db) => db.url.clone(),
-            Self::Sqlite { url, .. } => url.clone(),
+        match &self.db {
+            Db::Postgres(pool) => database_url(pool),
+            Db::Mysql(db) => db.url.clone(),
+            Db::Sqlite { url, .. } => url.clone(),
         }
     }
 
@@ -698,7 +735,11 @@ impl TestDb {
 
     /// The store as gatepass opens it, migrated.
     pub async fn store(&self) -> Store {
-        let store = Store::connect(&Self::options(&self.url())).expect("store url");
+        let store = if self.sanctum {
+            self.sanctum_store()
+        } else {
+            Store::connect(&Self::options(&self.url())).expect("store url")
+        };
         store.migrate().await.expect("migrations apply");
         store
     }
@@ -706,22 +747,22 @@ impl TestDb {
     /// Runs plain SQL, as an operator would, binding `id` as the first
     /// parameter when the statement has one.
     pub async fn execute(&self, postgres: &str, mysql: &str, sqlite: &str, id: Option<i64>) {
-        match self {
-            Self::Mysql(db) => {
+        match &self.db {
+            Db::Mysql(db) => {
                 let mut query = sqlx::query(mysql);
                 if let Some(id) = id {
                     query = query.bind(id);
                 }
                 query.execute(&db.pool).await.expect("mysql statement");
             }
-            Self::Postgres(pool) => {
+            Db::Postgres(pool) => {
                 let mut query = sqlx::query(postgres);
                 if let Some(id) = id {
                     query = query.bind(id);
                 }
                 query.execute(pool).await.expect("postgres statement");
             }
-            Self::Sqlite { pool, .. } => {
+            Db::Sqlite { pool, .. } => {
                 let mut query = sqlx::query(sqlite);
                 if let Some(id) = id {
                     query = query.bind(id);
@@ -732,20 +773,20 @@ impl TestDb {
     }
 
     pub async fn token_hash(&self, id: i64) -> Vec<u8> {
-        match self {
-            Self::Postgres(pool) => {
+        match &self.db {
+            Db::Postgres(pool) => {
                 sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = $1")
                     .bind(id)
                     .fetch_one(pool)
                     .await
             }
-            Self::Mysql(db) => {
+            Db::Mysql(db) => {
                 sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = ?")
                     .bind(id)
                     .fetch_one(&db.pool)
                     .await
             }
-            Self::Sqlite { pool, .. } => {
+            Db::Sqlite { pool, .. } => {
                 sqlx::query_scalar("SELECT token_hash FROM tokens WHERE id = ?1")
                     .bind(id)
                     .fetch_one(pool)
@@ -757,13 +798,13 @@ impl TestDb {
 
     /// Every token row as text, to search for secrets.
     pub async fn dump_tokens(&self) -> String {
-        match self {
-            Self::Postgres(pool) => {
+        match &self.db {
+            Db::Postgres(pool) => {
                 sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM tokens t")
                     .fetch_one(pool)
                     .await
             }
-            Self::Mysql(db) => {
+            Db::Mysql(db) => {
                 sqlx::query_scalar(
                     "SELECT CAST(group_concat(CONCAT_WS('|', id, name, HEX(token_hash), abilities, \
                      kind, family_id, expires_at) SEPARATOR ' ') AS CHAR) FROM tokens",
@@ -771,7 +812,7 @@ impl TestDb {
                 .fetch_one(&db.pool)
                 .await
             }
-            Self::Sqlite { pool, .. } => {
+            Db::Sqlite { pool, .. } => {
                 sqlx::query_scalar(
                     "SELECT group_concat(id || name || quote(token_hash) || abilities || kind \
                  || coalesce(family_id, '') || coalesce(expires_at, ''), ' ') FROM tokens",
@@ -785,18 +826,18 @@ impl TestDb {
 
     /// (token id, family id) in id order.
     pub async fn families(&self) -> Vec<(i64, Option<String>)> {
-        match self {
-            Self::Postgres(pool) => {
+        match &self.db {
+            Db::Postgres(pool) => {
                 sqlx::query_as("SELECT id, family_id::text FROM tokens ORDER BY id")
                     .fetch_all(pool)
                     .await
             }
-            Self::Mysql(db) => {
+            Db::Mysql(db) => {
                 sqlx::query_as("SELECT id, family_id FROM tokens ORDER BY id")
                     .fetch_all(&db.pool)
                     .await
             }
-            Self::Sqlite { pool, .. } => {
+            Db::Sqlite { pool, .. } => {
                 sqlx::query_as("SELECT id, family_id FROM tokens ORDER BY id")
                     .fetch_all(pool)
                     .await

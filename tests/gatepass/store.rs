@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs against Postgres,
 //! MySQL/MariaDB and the embedded SQLite store alike, each on a fresh database, through the same
-//! `Store` API gatepass uses. Plain SQL is written once per dialect.
+//! `Store` API gatepass uses, and most of them again on a Laravel database
+//! (the sanctum schema). Plain SQL is written once per dialect.
 
 use std::time::Instant;
 
@@ -41,6 +42,52 @@ macro_rules! conformance {
         }
     };
 }
+
+/// The same, on a Laravel database read with `GATEPASS_SCHEMA=sanctum`
+/// (Laravel's schema made by Laravel's Schema builder): the tests whose
+/// meaning does not depend on gatepass's own tables. (Revocation, pruning,
+/// refresh tokens and plain-SQL writers of Laravel's tables are in
+/// `tests/gatepass/sanctum.rs`.)
+macro_rules! sanctum_conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sanctum_postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $test(pool: sqlx::PgPool) {
+                    let db = crate::helpers::TestDb::postgres(pool).await;
+                    super::$test(db.with_laravel_schema()).await;
+                }
+            )*
+        }
+        mod sanctum_mysql {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(crate::helpers::TestDb::mysql().await.with_laravel_schema()).await;
+                }
+            )*
+        }
+        mod sanctum_sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let db = crate::helpers::TestDb::empty_sqlite().await;
+                    super::$test(db.with_laravel_schema()).await;
+                }
+            )*
+        }
+    };
+}
+
+sanctum_conformance!(
+    lookup_by_id_returns_the_token_with_its_service,
+    lookup_by_digest_finds_the_same_row,
+    service_upsert_changes_only_the_fields_given,
+    disabling_a_service_shows_on_its_tokens,
+    tokens_need_an_existing_service,
+    ready_once_migrations_are_applied,
+    last_used_is_written_in_one_batch_and_never_moves_back,
+);
 
 conformance!(
     lookup_by_id_returns_the_token_with_its_service,
