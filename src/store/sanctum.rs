@@ -468,6 +468,23 @@ macro_rules! on_native {
     };
 }
 
+/// The row `$statement` finds for the tokenable type and `$key`, read by
+/// `$read` (`lookup` or `run`) and mapped by `$map`.
+macro_rules! token_row {
+    ($self:ident.$read:ident($statement:expr, $key:expr) as $map:path) => {
+        on_native!($self, |db| db
+            .$read(async |conn| {
+                let row = sqlx::query($statement)
+                    .bind(&*$self.tokenable_type)
+                    .bind($key)
+                    .fetch_optional(conn)
+                    .await?;
+                row.map(|row| $map(&LaravelRow(&row))).transpose()
+            })
+            .await)
+    };
+}
+
 fn refresh_unsupported() -> StoreError {
     StoreError::Unsupported("refresh tokens are not part of Laravel Sanctum's schema")
 }
@@ -572,18 +589,7 @@ impl SanctumStore {
     }
 
     pub async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
-        let record = on_native!(self, |db| db
-            .lookup(async |conn| {
-                let row = sqlx::query(&self.sql.token_by_id)
-                    .bind(&*self.tokenable_type)
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await?;
-                row.map(|row| rows::token_record(&LaravelRow(&row)))
-                    .transpose()
-            })
-            .await)?;
-        Ok(record)
+        token_row!(self.lookup(&self.sql.token_by_id, id) as rows::token_record)
     }
 
     pub async fn find_token_by_digest(
@@ -591,18 +597,7 @@ impl SanctumStore {
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let hex = digest.to_hex();
-        let record = on_native!(self, |db| db
-            .lookup(async |conn| {
-                let row = sqlx::query(&self.sql.token_by_digest)
-                    .bind(&*self.tokenable_type)
-                    .bind(&hex)
-                    .fetch_optional(conn)
-                    .await?;
-                row.map(|row| rows::token_record(&LaravelRow(&row)))
-                    .transpose()
-            })
-            .await)?;
-        Ok(record)
+        token_row!(self.lookup(&self.sql.token_by_digest, &hex) as rows::token_record)
     }
 
     /// Updates the service's fields given, or creates it (active).
@@ -861,17 +856,7 @@ impl SanctumStore {
     }
 
     async fn token_info(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let info = on_native!(self, |db| db
-            .run(async |conn| {
-                let row = sqlx::query(&self.sql.token_info_by_id)
-                    .bind(&*self.tokenable_type)
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await?;
-                row.map(|row| rows::token_info(&LaravelRow(&row)))
-                    .transpose()
-            })
-            .await)?;
+        let info = token_row!(self.run(&self.sql.token_info_by_id, id) as rows::token_info)?;
         info.ok_or_else(|| StoreError::NotFound(format!("token {id} not found")))
     }
 }
