@@ -4,6 +4,7 @@
 
 mod admin;
 mod cache;
+mod caddy;
 mod cli;
 mod envoy;
 mod faults;
@@ -20,3 +21,4 @@ mod policy;
 mod sanctum;
 mod store;
 mod telemetry;
+mod upstream;
