@@ -11,7 +11,8 @@ use envoy_types::ext_authz::v3::pb::{
     Address, CheckRequest as EnvoyCheckRequest, CheckResponse, DeniedHttpResponse,
     HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{BoolValue, Struct, Value};
 use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
@@ -128,12 +129,35 @@ impl ExtAuthz {
 
     fn allow(&self, record: &TokenRecord) -> CheckResponse {
         let names = &self.options.identity_headers;
-        let headers = vec![
-            overwrite(&names.service, record.service.name.clone()),
-            overwrite(&names.service_id, record.service.id.to_string()),
-            overwrite(&names.token_id, record.id.to_string()),
-            overwrite(&names.abilities, record.abilities.header_value().to_owned()),
+        let identity = [
+            ("service", record.service.name.clone()),
+            ("service_id", record.service.id.to_string()),
+            ("token_id", record.id.to_string()),
+            ("abilities", record.abilities.header_value().to_owned()),
         ];
+        let headers = [
+            &names.service,
+            &names.service_id,
+            &names.token_id,
+            &names.abilities,
+        ]
+        .into_iter()
+        .zip(&identity)
+        .map(|(name, (_, value))| overwrite(name, value.clone()))
+        .collect();
+        // The same identity for Envoy's own filters (access log, RBAC, rate
+        // limits), in the ext_authz filter's metadata namespace.
+        let metadata = Struct {
+            fields: identity
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = Value {
+                        kind: Some(Kind::StringValue(value)),
+                    };
+                    (key.to_owned(), value)
+                })
+                .collect(),
+        };
         CheckResponse {
             status: Some(rpc::Status {
                 code: OK,
@@ -144,7 +168,7 @@ impl ExtAuthz {
                 headers_to_remove: self.options.remove_headers.clone(),
                 ..Default::default()
             })),
-            dynamic_metadata: None,
+            dynamic_metadata: Some(metadata),
         }
     }
 }

@@ -90,6 +90,7 @@ fn world() -> &'static World {
                 url: format!("sqlite://{}", dir.join("gatepass.db").display()),
                 max_connections: 1,
                 timeout: Duration::from_secs(1),
+                ..StoreOptions::default()
             })
             .expect("store options");
             store.migrate().await.expect("migrations");

@@ -155,6 +155,7 @@ impl Envoy {
         let file = dir.path().join("envoy.yaml");
         std::fs::write(&file, &yaml).unwrap();
         let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        let access_log = std::fs::File::create(dir.path().join("access.log")).unwrap();
         let child = Command::new(envoy_binary())
             .args([
                 "--disable-hot-restart",
@@ -166,7 +167,7 @@ impl Envoy {
             ])
             .arg(&file)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(access_log)
             .stderr(log)
             .spawn()
             .expect("envoy starts");
@@ -218,6 +219,11 @@ impl Envoy {
 
     fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// What the shipped access log wrote (Envoy's stdout).
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 }
 
@@ -390,6 +396,68 @@ async fn grpc_every_route_gets_its_requirement_on_the_path_envoy_routes(pool: Pg
     let response = get(&envoy, "/orders%2F..%2Fadmin", Some(valid)).await;
     assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(echo.hits(), allowed);
+    app.stop().await;
+}
+
+/// Envoy's own filters see the caller through the dynamic metadata gatepass
+/// returns: the shipped access log names it, and the shipped per-service
+/// rate limit (10 a minute for `reports`) refuses only that service's 11th
+/// request.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn grpc_envoy_logs_and_rate_limits_by_the_identity_gatepass_returns(pool: PgPool) {
+    let (app, echo, envoy) = stack(pool, Config::Grpc).await;
+    let fixtures = Fixtures { store: &app.store };
+    fixtures.service("billing", "").await;
+    fixtures.service("reports", "").await;
+    let (billing, billing_id) = fixtures.token(TokenSpec::default()).await;
+    let (reports, reports_id) = fixtures
+        .token(TokenSpec {
+            service: "reports",
+            ..TokenSpec::default()
+        })
+        .await;
+    for _ in 0..10 {
+        assert_eq!(
+            get(&envoy, "/", Some(&reports)).await.status(),
+            StatusCode::OK
+        );
+    }
+    let limited = get(&envoy, "/", Some(&reports)).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..20 {
+        assert_eq!(
+            get(&envoy, "/", Some(&billing)).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(echo.hits(), 30);
+    assert_eq!(
+        get(&envoy, "/", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wanted = [
+        format!("200 service=reports token={reports_id}"),
+        format!("429 service=reports token={reports_id}"),
+        format!("200 service=billing token={billing_id}"),
+        "401 service=- token=-".to_owned(),
+    ];
+    while !wanted
+        .iter()
+        .all(|line| envoy.access_log().contains(line.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "access log lacks {wanted:?}:\n{}",
+            envoy.access_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !envoy.access_log().contains(&billing[3..]),
+        "a secret in the access log"
+    );
     app.stop().await;
 }
 
