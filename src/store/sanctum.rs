@@ -512,15 +512,13 @@ impl SanctumStore {
 
     /// Installs the triggers and tables beside Laravel's, once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.check_laravel_tables().await?;
         let sql = &self.sql;
         let install = sql.script(sql.dialect.install);
         on_native!(self, |db| db
             .run(async |conn| {
                 sqlx::raw_sql(sql.dialect.lock).execute(&mut *conn).await?;
                 let installed = async {
-                    for columns in &sql.columns_used {
-                        sqlx::query(columns).execute(&mut *conn).await?;
-                    }
                     sqlx::raw_sql(sql.bookkeeping).execute(&mut *conn).await?;
                     let applied: Option<i64> = sqlx::query_scalar(sql.applied)
                         .fetch_one(&mut *conn)
@@ -545,6 +543,28 @@ impl SanctumStore {
                 installed
             })
             .await)
+    }
+
+    /// Fails, naming what is missing, unless Laravel's tables have every
+    /// column gatepass reads.
+    async fn check_laravel_tables(&self) -> Result<(), StoreError> {
+        let checked = on_native!(self, |db| db
+            .run(async |conn| {
+                for columns in &self.sql.columns_used {
+                    sqlx::query(columns).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+            .await);
+        checked.map_err(|error| match error {
+            StoreError::Unavailable(sqlx::Error::Database(cause)) => StoreError::NotFound(format!(
+                "not a Laravel Sanctum database gatepass can read (personal_access_tokens as \
+                 Sanctum 3 or later creates it, {} with the guide's columns): {}",
+                self.sql.services,
+                cause.message()
+            )),
+            other => other,
+        })
     }
 
     /// Removes exactly what [`SanctumStore::migrate`] added.
