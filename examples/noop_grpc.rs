@@ -3,7 +3,8 @@
 //! headers and `headers_to_remove` as gatepass's allow. Same stack as
 //! gatepass's gRPC surface (tonic on Tokio's multi-threaded runtime, one
 //! worker per CPU, TCP_NODELAY), so the gap between the two is what a check
-//! costs.
+//! costs. It also answers `grpc.health.v1.Health` (SERVING), so Envoy's
+//! health check of the shipped `envoy/envoy.yaml` sees it as it sees gatepass.
 //!
 //!     cargo run --release --example noop_grpc -- 127.0.0.1:50052
 
@@ -79,7 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("noop_grpc: listening on {}", listener.local_addr()?);
+    let (_health_reporter, health_service) = tonic_health::server::health_reporter();
     tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(AuthorizationServer::new(Noop))
         .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await?;

@@ -268,6 +268,12 @@ def memory_gib(meminfo: str) -> str:
     return f"{kib / 1048576:.1f} GiB"
 
 
+def envoy_version(text: str) -> str:
+    """`envoy --version` as "Envoy 1.40.0"."""
+    found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)/", text)
+    return f"Envoy {found.group(1)}" if found else "?"
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -284,6 +290,7 @@ def machine_facts(nginx: str, postgres_url: str) -> dict[str, str]:
         "h2load": output_of("h2load", "--version").splitlines()[0],
         "wrk": first_words(output_of("wrk", "-v"), 2),
         "nginx": output_of(nginx, "-v"),
+        "envoy": envoy_version(output_of("envoy", "--version")),
         "postgres": output_of("psql", postgres_url, "-Atqc", "SHOW server_version"),
         "redis": first_words(output_of("redis-server", "--version"), 3),
         "revision": revision(),

@@ -47,10 +47,22 @@ TABLE = [
     ("d deny, HTTP", "gatepass", "wrk sat", "d.http.sat.gp", "d.http.sat.noop"),
     ("e valid, no flood", "gatepass", "wrk sat", "e.http.noflood.gp", None),
     ("e valid, during flood", "gatepass", "wrk sat + flood", "e.http.flood.gp", "e.http.noflood.gp"),
-    ("f nginx alone (204)", "nginx", "wrk sat", "f.http.sat.nginx", None),
+    ("f nginx, unchecked route", "nginx", "wrk sat", "f.http.sat.nginx", None),
     ("f nginx auth_request", "nginx + no-op", "wrk sat", "f.http.sat.nginx-noop", "f.http.sat.nginx"),
-    ("f nginx auth_request", "nginx + gatepass", "wrk sat", "f.http.sat.nginx-gp", "f.http.sat.nginx"),
+    ("f nginx auth_request", "nginx + gatepass", "wrk sat", "f.http.sat.nginx-gp", "f.http.sat.nginx-noop"),
+    ("f nginx, unchecked route", "nginx", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx", None),
+    ("f nginx auth_request", "nginx + no-op", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx-noop", "f.http.rate.nginx"),
+    ("f nginx auth_request", "nginx + gatepass", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx-gp", "f.http.rate.nginx-noop"),
+    ("h Envoy, unchecked route", "Envoy", "wrk sat", "h.http.sat.envoy", None),
+    ("h Envoy ext_authz", "Envoy + no-op", "wrk sat", "h.http.sat.envoy-noop", "h.http.sat.envoy"),
+    ("h Envoy ext_authz", "Envoy + gatepass", "wrk sat", "h.http.sat.envoy-gp", "h.http.sat.envoy-noop"),
+    ("h Envoy, unchecked route", "Envoy", "h2load --h1 {e2e_rate}/s", "h.http.rate.envoy", None),
+    ("h Envoy ext_authz", "Envoy + no-op", "h2load --h1 {e2e_rate}/s", "h.http.rate.envoy-noop", "h.http.rate.envoy"),
+    ("h Envoy ext_authz", "Envoy + gatepass", "h2load --h1 {e2e_rate}/s", "h.http.rate.envoy-gp", "h.http.rate.envoy-noop"),
 ]  # fmt: skip
+#: The proxies of scenarios f and h: name, and the key of the proxy without
+#: auth (`-noop` and `-gp` added: with the no-op auth server, with gatepass).
+PROXIES = [("nginx auth_request (f)", "f.http.{mode}.nginx"), ("Envoy ext_authz (h)", "h.http.{mode}.envoy")]
 
 
 # --- figures ------------------------------------------------------------------
@@ -148,13 +160,19 @@ class Figures:
             return NOT_MEASURED
         return f"{(during - base) * valid / junk:.0f}"
 
+    def rate_of(self, row: dict) -> str:
+        """The rate a fixed-rate load was asked for."""
+        if row["scenario"] in ("f", "h"):
+            return self.fact("e2e_rate")
+        return self.fact("grpc_half" if row["surface"] == "grpc" else "http_half")
+
     def shortfall(self) -> str:
         """Fixed-rate loads that fell short of their rate."""
         short = []
         for row in self.results.rows:
             if row["mode"] != "rate":
                 continue
-            rate = self.fact("grpc_half" if row["surface"] == "grpc" else "http_half")
+            rate = self.rate_of(row)
             if number(rate) is not None and row["rps"] < RATE_KEPT * number(rate):
                 short.append(f"{row['key']} ({row['rps']}/s of {rate}/s)")
         return ", ".join(short) or "none"
@@ -176,7 +194,7 @@ class Figures:
         return table_row(cells)
 
     def loads(self) -> dict[str, str]:
-        names = ("grpc_half", "http_half", "b_connections", "b_delay_ms", "c_connections", "c_delay_ms")
+        names = ("grpc_half", "http_half", "b_connections", "b_delay_ms", "c_connections", "c_delay_ms", "e2e_rate")
         return {name: self.fact(name) for name in names}
 
     def worst_bytes_per_token(self) -> int | None:
@@ -192,7 +210,7 @@ def machine(f: Figures) -> str:
             f"- CPUs: {f.fact('cpus')} (`nproc`), {f.fact('cpu_model')} (`lscpu` model name)",
             f"- memory: {f.fact('memory')}; kernel {f.fact('kernel')}",
             f"- {f.fact('rustc')}; {f.fact('cargo')}",
-            f"- {f.fact('h2load')}; {f.fact('wrk')}; {f.fact('nginx')}",
+            f"- {f.fact('h2load')}; {f.fact('wrk')}; {f.fact('nginx')}; {f.fact('envoy')}",
             f"- PostgreSQL {f.fact('postgres')}; {f.fact('redis')}",
             f"- gatepass {f.fact('revision')}",
             f"- load average before / after the run: {f.fact('load_before')} / {f.fact('load_after')}",
@@ -201,20 +219,52 @@ def machine(f: Figures) -> str:
 
 
 def results_section(f: Figures) -> str:
-    nginx_gp, nginx_noop = "f.http.sat.nginx-gp", "f.http.sat.nginx-noop"
     rows = "\n".join(f.row(*row) for row in TABLE)
     return f"""## Results
 
-Medians over {f.fact('rounds')} interleaved rounds for scenario a, one run otherwise.
-Each load lasted {f.fact('secs')} s.
+Medians over {f.fact('rounds')} interleaved rounds for scenario a and {f.fact('e2e_rounds')} for f and h, one run otherwise.
+Each load lasted {f.fact('secs')} s. In f and h the no-op rows are compared with the proxy alone and the gatepass rows with the proxy and the no-op.
 
 | scenario | server | load | req/s | p50 µs | p99 µs | req/s vs baseline | Δp99 µs vs baseline | server CPU µs/req | Postgres+Redis CPU µs/req | other CPU % | gatepass counted |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 {rows}
 
 - Fixed-rate loads that did not reach 97 % of their rate (the client could not keep up, so their latency is not at that rate): {f.shortfall()}.
-- nginx + gatepass vs nginx + no-op: {ratio(f.median(nginx_gp, 'rps'), f.median(nginx_noop, 'rps'))} of the throughput, Δp99 {signed(difference(f.median(nginx_gp, 'p99'), f.median(nginx_noop, 'p99')))} µs.
 - Deny vs allow (gatepass, saturation): gRPC {ratio(f.median('d.grpc.sat.gp', 'rps'), f.median('a.grpc.sat.gp', 'rps'))}, HTTP {ratio(f.median('d.http.sat.gp', 'rps'), f.median('a.http.sat.gp', 'rps'))} of the allow throughput. Every denial writes one log line (info); the log had {f.fact('deny_log_bytes')} bytes after scenario d.
+"""
+
+
+def latency_change(f: Figures, key: str, base: str) -> str:
+    """p50 and p99 of `key` minus those of `base`, in µs."""
+    p50 = signed(difference(f.median(key, "p50"), f.median(base, "p50")))
+    p99 = signed(difference(f.median(key, "p99"), f.median(base, "p99")))
+    return f"{p50} / {p99}"
+
+
+def proxy_section(f: Figures) -> str:
+    rows = []
+    for name, key in PROXIES:
+        sat, rate = key.format(mode="sat"), key.format(mode="rate")
+        cells = [
+            name,
+            ratio(f.median(f"{sat}-gp", "rps"), f.median(f"{sat}-noop", "rps")),
+            latency_change(f, f"{rate}-gp", f"{rate}-noop"),
+            ratio(f.median(f"{sat}-noop", "rps"), f.median(sat, "rps")),
+            latency_change(f, f"{rate}-noop", rate),
+        ]
+        rows.append(table_row(cells))
+    table = "\n".join(rows)
+    return f"""### End to end (f, h)
+
+What gatepass can change is its share of the auth hop (gatepass against the
+no-op auth server behind the same proxy); what the hop itself costs (the
+no-op against the proxy alone) is the least any auth server adds behind
+that proxy.
+Medians of the rows above; latency at {f.fact('e2e_rate')} requests/s.
+
+| proxy | gatepass / no-op, req/s at saturation | gatepass − no-op, p50 / p99 µs | no-op / no auth, req/s at saturation | no-op − no auth, p50 / p99 µs |
+|---|---|---|---|---|
+{table}
 """
 
 
@@ -333,10 +383,23 @@ def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
   not exist, with Redis configured as in production. Statements are
   `{lookups}` deltas from `/metrics`.
 - **f, nginx**: the shipped `nginx/nginx.conf` and `nginx/gatepass.conf`,
-  changed only in ports and paths as `tests/gatepass/nginx.rs` does; the
-  auth subrequest goes to gatepass or to the no-op HTTP server, the upstream
-  is the nginx-alone instance (`return 204`). Server CPU counts every nginx
-  process, the upstream and the auth server.
+  changed only in ports and paths as `tests/gatepass/nginx.rs` does, in
+  front of an upstream nginx answering `return 204`; one nginx sends its
+  auth subrequests to gatepass, another to the no-op HTTP server. No auth
+  is `GET /public/42` (the shipped file's unchecked location, proxied to
+  the same upstream), the other two `GET /orders/42` (requires
+  `orders:read`) with the token of a; at saturation (`wrk {f.fact('http_sat')}`) and at
+  {f.fact('e2e_rate')} requests/s (`h2load --h1`, {f.fact('rate_connections')} connections, as a),
+  {f.fact('e2e_rounds')} rounds, each starting with the next of the three. Server CPU
+  counts the proxy's processes, the upstream's and the auth server's.
+- **h, Envoy**: the shipped `envoy/envoy.yaml` run by {f.fact('envoy')} with one
+  worker (`--concurrency 1 --disable-hot-restart`), changed only in ports
+  (and its listener on loopback) as `tests/gatepass/envoy.rs` does;
+  ext_authz asks gatepass's gRPC listener or the no-op gRPC server (which
+  also answers Envoy's gRPC health check). No auth is `GET /healthz` (the
+  shipped file's route with ext_authz disabled); the rest as f. The access
+  log line and the per-service rate limit of the shipped file stay on (the
+  benchmark's service is not limited).
 - **g, memory**: gatepass with `GATEPASS_CACHE_CAPACITY={f.fact('mem_capacity')}`, no
   Redis, last-used flushed every second; VmRSS from `/proc/<pid>/status`
   after a warm-up on one token, then after checking each token once (wrk
@@ -393,6 +456,7 @@ the server, the load tool, nor Postgres/Redis); rows above ~10 % were
 disturbed.
 
 {results_section(f)}
+{proxy_section(f)}
 {flood_section(f)}
 {memory_section(f, selectors["cached"])}
 {targets_section(f)}

@@ -194,6 +194,10 @@ class MemoryAndMachineTest(unittest.TestCase):
         self.assertEqual(bench.memory_gib("MemTotal:       24641268 kB\n"), "23.5 GiB")
         self.assertEqual(bench.first_words("wrk debian/4.1.0-3+b2 [epoll] Copyright\nUsage", 2), "wrk debian/4.1.0-3+b2")
         self.assertEqual(bench.first_words("", 2), "?")
+        self.assertEqual(
+            bench.envoy_version("\nenvoy  version: 8a2cd1b5/1.40.0/Clean/RELEASE/BoringSSL\n"), "Envoy 1.40.0"
+        )
+        self.assertEqual(bench.envoy_version("?"), "?")
 
 
 class SeriesTest(unittest.TestCase):

@@ -26,6 +26,12 @@ RUN = [
     row("e.http.noflood.gp", 77415, 3600, {**COUNTS, "allow": 619383}, server_cpu_us=11.7),
     row("e.http.flood.gp", 76693, 3000, {**COUNTS, "allow": 613676, "invalid": 24141, "lookups": 811},
         server_cpu_us=11.9, store_cpu_us=0.1),
+    row("h.http.sat.envoy.r1", 14000, 4000),
+    row("h.http.sat.envoy-noop.r1", 5000, 9000),
+    row("h.http.sat.envoy-gp.r1", 5500, 8000, {**COUNTS, "allow": 44000}),
+    row("h.http.rate.envoy.r1", 1000, 900),
+    row("h.http.rate.envoy-noop.r1", 1000, 2100),
+    row("h.http.rate.envoy-gp.r1", 960, 1800, {**COUNTS, "allow": 7680}),
 ]  # fmt: skip
 FACTS = {
     "started_at": "2026-11-22T13:55:32Z",
@@ -40,6 +46,8 @@ FACTS = {
     "flood_delay_ms": "2",
     "token_rows_flood": "2",
     "revision": "3b2a356",
+    "e2e_rate": "1000",
+    "e2e_rounds": "3",
 }
 MEMORY = [
     {"tokens": 100000, "cached": 100001, "rss_before": 12768, "rss_after": 53328, "per_token": 415},
@@ -102,8 +110,22 @@ class RenderTest(unittest.TestCase):
         )
         self.assertIn("| Redis hit p99 ≤ 300 µs, light load (2 connections, 2 ms apart) | - µs | not measured |", self.text)
 
+    def test_proxy_rows_and_ratios(self):
+        self.assertEqual(
+            self.line("| h Envoy ext_authz | Envoy + gatepass | h2load --h1 1000/s |"),
+            "| h Envoy ext_authz | Envoy + gatepass | h2load --h1 1000/s | 960 | 600 | 1800 | 96.0 % | -300 | 17.7 | 0.0 | 1 | allow 7680 |",
+        )
+        self.assertEqual(
+            self.line("| Envoy ext_authz (h) |"),
+            "| Envoy ext_authz (h) | 110.0 % | -100 / -300 | 35.7 % | +400 / +1200 |",
+        )
+        self.assertEqual(self.line("| nginx auth_request (f) |"), "| nginx auth_request (f) | - | - / - | - | - / - |")
+
     def test_shortfall_and_flood(self):
-        self.assertIn("their latency is not at that rate): a.grpc.rate.gp.r1 (35580/s of 37600/s).", self.text)
+        self.assertIn(
+            "their latency is not at that rate): a.grpc.rate.gp.r1 (35580/s of 37600/s), h.http.rate.envoy-gp.r1 (960/s of 1000/s).",
+            self.text,
+        )
         self.assertIn(
             "24141 random unknown-id tokens in 8.02 s (3010/s, 8 connections paced at 2 ms, p99 4.30ms)", self.text
         )
