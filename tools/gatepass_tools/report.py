@@ -53,6 +53,8 @@ TABLE = [
     ("f nginx, unchecked route", "nginx", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx", None),
     ("f nginx auth_request", "nginx + no-op", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx-noop", "f.http.rate.nginx"),
     ("f nginx auth_request", "nginx + gatepass", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx-gp", "f.http.rate.nginx-noop"),
+    ("f nginx auth_request, no keepalive", "nginx + gatepass", "wrk sat", "f.http.sat.nginx-gp-close", "f.http.sat.nginx-gp"),
+    ("f nginx auth_request, no keepalive", "nginx + gatepass", "h2load --h1 {e2e_rate}/s", "f.http.rate.nginx-gp-close", "f.http.rate.nginx-gp"),
     ("h Envoy, unchecked route", "Envoy", "wrk sat", "h.http.sat.envoy", None),
     ("h Envoy ext_authz", "Envoy + no-op", "wrk sat", "h.http.sat.envoy-noop", "h.http.sat.envoy"),
     ("h Envoy ext_authz", "Envoy + gatepass", "wrk sat", "h.http.sat.envoy-gp", "h.http.sat.envoy-noop"),
@@ -390,8 +392,11 @@ def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
   the same upstream), the other two `GET /orders/42` (requires
   `orders:read`) with the token of a; at saturation (`wrk {f.fact('http_sat')}`) and at
   {f.fact('e2e_rate')} requests/s (`h2load --h1`, {f.fact('rate_connections')} connections, as a),
-  {f.fact('e2e_rounds')} rounds, each starting with the next of the three. Server CPU
-  counts the proxy's processes, the upstream's and the auth server's.
+  {f.fact('e2e_rounds')} rounds, each starting with the next of the three. "No keepalive" is
+  the gatepass nginx with the two `keepalive 32;` lines removed (a new TCP
+  connection to gatepass and to the upstream per request), one round,
+  compared with the shipped file. Server CPU counts the proxy's processes,
+  the upstream's and the auth server's.
 - **h, Envoy**: the shipped `envoy/envoy.yaml` run by {f.fact('envoy')} with one
   worker (`--concurrency 1 --disable-hot-restart`), changed only in ports
   (and its listener on loopback) as `tests/gatepass/envoy.rs` does;
