@@ -28,17 +28,23 @@ use crate::token::TokenKey;
 use flight::Flights;
 use floors::Floors;
 use intern::Interner;
-use known::Known;
+use known::{Indexed, Known};
 pub use memory::CachedToken;
 use memory::{Hit, Memory};
 pub use redis::{Redis, RedisOptions, Stored};
 
 /// How long L1 entries count as fresh while invalidations cannot arrive.
 pub const DEGRADED_TTL_MS: i64 = 1_000;
-/// Database lookups per second for tokens the index does not know. Real new
-/// tokens are announced by the change feed within milliseconds, so only a
-/// flood of invented ones ever exhausts this.
-const UNKNOWN_LOOKUPS_PER_SECOND: i64 = 100;
+/// How long a lookup of a token the index does not know waits for the
+/// index to be complete through the time it was asked: a feed heartbeat
+/// ([`crate::store::SYNC_EVERY`] apart while lookups wait) or a poll of
+/// the change log away. Below Envoy's shipped ext_authz timeout (250 ms).
+const INDEX_WAIT: Duration = Duration::from_millis(200);
+/// Database lookups per second for tokens the index could not vouch for in
+/// time (before its first load, or while the feed is down) and Redis did
+/// not know; past it they are answered unavailable, never allowed and never
+/// sent to the database.
+const UNSURE_LOOKUPS_PER_SECOND: i64 = 100;
 /// Rows read per statement while loading the index.
 const INDEX_PAGE: i64 = 10_000;
 /// How long a check of a cached token that needs refreshing waits for the
@@ -56,9 +62,9 @@ pub enum Outcome {
     DbNegative,
     /// Served past its TTL because the database could not be reached.
     Stale,
-    /// A token the index of existing tokens does not know, while lookups
-    /// of such tokens were over budget: answered unknown without a query
-    /// (flood protection).
+    /// A token the index of existing tokens says was not there when it
+    /// was asked for: answered unknown without a query (junk of any shape
+    /// costs the database nothing).
     Unknown,
 }
 
@@ -147,7 +153,7 @@ struct Inner {
     trusted_since_ms: AtomicI64,
     /// Which tokens exist.
     known: Known,
-    unknown_budget: Budget,
+    unsure_budget: Budget,
     ttl_ms: i64,
     max_stale_ms: i64,
 }
@@ -175,7 +181,7 @@ impl Tiers {
                 feed_connected: AtomicBool::new(false),
                 trusted_since_ms: AtomicI64::new(0),
                 known: Known::default(),
-                unknown_budget: Budget::new(UNKNOWN_LOOKUPS_PER_SECOND),
+                unsure_budget: Budget::new(UNSURE_LOOKUPS_PER_SECOND),
                 ttl_ms: millis(options.ttl),
                 max_stale_ms: millis(options.max_stale),
             }),
@@ -289,10 +295,17 @@ impl Tiers {
         if let Ok(lookup) = self.memory_answer(key, now_ms) {
             return Ok(lookup);
         }
-        // Once per flight, not per caller: a burst for one new token costs
-        // one unit of the budget. Junk reaches neither Redis nor the
-        // database past it.
-        if inner.known.contains(&key) == Some(false) && !inner.unknown_budget.try_take(now_ms) {
+        // Once per flight, not per caller. Junk reaches neither Redis nor
+        // the database. Waiting is worth it only while the feed can bring
+        // the index up to date; before the first load, Redis answers what
+        // it knows and the database only a budget of lookups.
+        let wait = if self.feed_connected() && inner.known.is_loaded() {
+            INDEX_WAIT
+        } else {
+            Duration::ZERO
+        };
+        let indexed = inner.known.find(&key, now_ms, wait).await;
+        if indexed == Indexed::Absent {
             return Ok(found_or_absent(None, Outcome::Unknown));
         }
         let mut l2_missed = false;
@@ -310,6 +323,9 @@ impl Tiers {
                 }
                 _ => l2_missed = true,
             }
+        }
+        if indexed == Indexed::Unsure && !inner.unsure_budget.try_take(now_ms) {
+            return Err(Arc::new(StoreError::Overloaded));
         }
         let record = self.read_database(key).await.map_err(Arc::new)?;
         if let Some(record) = &record {
@@ -407,10 +423,12 @@ impl Tiers {
     }
 
     /// Reads every token's id and digest into the index, a page per
-    /// statement; returns the rows read. Until one load has completed,
-    /// no token counts as unknown.
+    /// statement; returns the rows read. The index is then complete through
+    /// the load's start. Until one load has completed, no token counts as
+    /// unknown.
     pub async fn load_index(&self) -> Result<u64, StoreError> {
         let store = &self.inner.store;
+        let started_ms = redis::now_ms();
         let (mut after, mut rows) = (i64::MIN, 0u64);
         loop {
             let page = store.token_keys_after(after, INDEX_PAGE).await?;
@@ -421,8 +439,20 @@ impl Tiers {
                 _ => break,
             }
         }
-        self.inner.known.mark_loaded();
+        self.inner.known.complete_through(started_ms);
         Ok(rows)
+    }
+
+    /// The change feed has delivered everything committed before
+    /// `through_ms`, and a load begun on it has finished.
+    pub fn index_complete_through(&self, through_ms: i64) {
+        self.inner.known.complete_through(through_ms);
+    }
+
+    /// Lookups are waiting for the index to catch up: the feed should
+    /// prove what it has delivered soon.
+    pub fn index_awaited(&self) -> bool {
+        self.inner.known.awaited()
     }
 
     /// Whether the index of existing tokens has been loaded.

@@ -51,12 +51,14 @@ async fn healthz() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
-/// Ready when the store is reachable and its migrations are current. Redis
-/// and the change feed are reported, not required: gatepass answers
-/// correctly without either.
+/// Ready when the store is reachable, its migrations are current and the
+/// index of existing tokens has been loaded once (until then lookups of
+/// tokens nobody has cached are rationed). Redis and the change feed are
+/// reported, not required: gatepass answers correctly without either.
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    let index_loaded = state.tiers.index_loaded();
     let (ready, store) = match state.tiers.store().ready().await {
-        Ok(true) => (true, "ok"),
+        Ok(true) => (index_loaded, "ok"),
         Ok(false) => (false, "migrations_pending"),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
@@ -73,8 +75,9 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     } else {
         "disconnected"
     };
+    let index = if index_loaded { "loaded" } else { "loading" };
     let body = format!(
-        r#"{{"status":"{}","store":"{store}","redis":"{redis}","change_feed":"{feed}"}}"#,
+        r#"{{"status":"{}","store":"{store}","redis":"{redis}","change_feed":"{feed}","index":"{index}"}}"#,
         if ready { "ready" } else { "not_ready" }
     );
     let mut response = if ready {

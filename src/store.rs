@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::model::{Ability, NetList, ServiceName, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
-pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY};
+pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY, SYNC_EVERY};
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sanctum::{SanctumOptions, SanctumStore};
@@ -44,6 +44,8 @@ pub enum StoreError {
     TimedOut(Duration),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("too many lookups of tokens not yet known to exist; retry")]
+    Overloaded,
 }
 
 impl StoreError {
@@ -63,7 +65,8 @@ impl StoreError {
             Self::Migrate(_)
             | Self::NotFound(_)
             | Self::UnsupportedUrl(_)
-            | Self::Unsupported(_) => false,
+            | Self::Unsupported(_)
+            | Self::Overloaded => false,
         }
     }
 

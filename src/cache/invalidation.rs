@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Redis, Tiers, TokenChange};
 use crate::metrics::Invalidation;
-use crate::store::{Change, HEARTBEAT_EVERY};
+use crate::store::{Change, HEARTBEAT_EVERY, SYNC_EVERY};
 use crate::token::TokenKey;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -56,23 +56,30 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
         tiers.distrust_memory(super::redis::now_ms());
         // Subscribed first: a token inserted from here on is announced, one
         // inserted before is read. Off the feed's path, so invalidations
-        // keep flowing while a large table loads.
-        let loading = tiers.clone();
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match loading.load_index().await {
-                Ok(rows) => {
-                    tracing::info!(rows, took = ?started.elapsed(), "index of existing tokens loaded")
-                }
-                Err(error) => tracing::warn!(%error, "cannot load the index of existing tokens"),
-            }
-        });
+        // keep flowing while a large table loads. What the feed delivers
+        // completes the index only once a load begun on it has finished.
+        let mut loading = tokio::spawn(load_index(tiers.clone()));
+        let (mut load_finished, mut index_loaded) = (false, false);
+        let mut delivered = feed.delivered_through();
+        let mut sync = tokio::time::interval(SYNC_EVERY);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tiers.set_feed_connected(true);
         retry = RETRY_MIN;
         tracing::info!("listening for token and service changes");
         loop {
             tokio::select! {
                 _ = crate::shutdown::stopped(&mut shutdown) => return,
+                loaded = &mut loading, if !load_finished => {
+                    load_finished = true;
+                    index_loaded = loaded.is_ok();
+                }
+                Ok(()) = delivered.changed(), if index_loaded => {
+                    tiers.index_complete_through(*delivered.borrow_and_update());
+                }
+                // Checked at every tick: a lookup may start waiting at any time.
+                _ = sync.tick() => if index_loaded && tiers.index_awaited() {
+                    feed.sync();
+                },
                 _ = prune.tick() => {
                     let ttl_ms = i64::try_from(floor_ttl.as_millis()).unwrap_or(i64::MAX);
                     tiers.prune_floors(super::redis::now_ms().saturating_sub(ttl_ms));
@@ -90,6 +97,28 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
                         break;
                     }
                 },
+            }
+        }
+        loading.abort();
+    }
+}
+
+/// Loads the index of existing tokens, retrying until it has.
+async fn load_index(tiers: Tiers) {
+    let mut retry = RETRY_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        match tiers.load_index().await {
+            Ok(rows) => {
+                tracing::info!(rows, took = ?started.elapsed(), "index of existing tokens loaded");
+                return;
+            }
+            Err(error) => {
+                if retry == RETRY_MIN {
+                    tracing::warn!(%error, "cannot load the index of existing tokens; retrying");
+                }
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
             }
         }
     }

@@ -1,31 +1,58 @@
 //! Which tokens exist: every token id, and a fingerprint of every digest,
-//! in memory. A presented token that is in neither is junk, or a token
-//! issued moments ago whose notification has not arrived yet; the tiers
-//! send only a bounded number of those to the database, so junk of any
-//! shape cannot drive it at line rate.
+//! in memory, and the time through which that is complete. A presented
+//! token the index does not know, asked after a time the index is complete
+//! through, does not exist: it is answered without a query, whatever its
+//! shape, so junk costs the database nothing.
 //!
 //! Loaded from the store when the change feed connects (after subscribing,
 //! so a row inserted meanwhile is either read or announced) and kept by
-//! every token notification. Rows are only ever added: a deleted token
-//! left behind costs at most one lookup per negative TTL, and a reload
-//! after a lost feed adds what was missed.
+//! every token notification. Complete through the start of the last load,
+//! and, once a load begun on the current feed has finished, through every
+//! point the feed proves it has delivered everything committed before (a
+//! heartbeat heard back, a poll of the change log). A token issued moments
+//! ago waits for that proof (a heartbeat or a poll away) instead of being
+//! refused. Rows are only ever added: a deleted token left behind costs at
+//! most one lookup per negative TTL, and a reload after a lost feed adds
+//! what was missed.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use roaring::RoaringTreemap;
+use tokio::sync::watch;
 
 use crate::token::{TokenDigest, TokenKey};
 
 /// The index. Only misses of L1 read it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Known {
     sets: RwLock<Sets>,
-    /// False until the first complete load: until then nothing is
-    /// known to be absent.
-    loaded: AtomicBool,
+    /// Unix ms through which every committed token row is in `sets`; 0
+    /// until the first load has finished, when nothing is known to be
+    /// absent. Lookups waiting for it to pass their time subscribe.
+    complete_through: watch::Sender<i64>,
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Self {
+            sets: RwLock::default(),
+            complete_through: watch::Sender::new(0),
+        }
+    }
+}
+
+/// What the index says about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indexed {
+    Exists,
+    /// No such row was committed before the token was asked for.
+    Absent,
+    /// The index was not complete through the time asked in time (still
+    /// loading, or the feed is down): only the database can tell.
+    Unsure,
 }
 
 #[derive(Debug, Default)]
@@ -35,20 +62,49 @@ struct Sets {
 }
 
 impl Known {
-    /// `Some(false)` when `key` is known not to exist; `None` before the
-    /// first load, when nothing can be said.
-    pub fn contains(&self, key: &TokenKey) -> Option<bool> {
-        if !self.loaded.load(Ordering::Acquire) {
-            return None;
-        }
+    pub fn contains(&self, key: &TokenKey) -> bool {
         let sets = self
             .sets
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(match key {
+        match key {
             TokenKey::Id(id) => sets.ids.contains(id_bits(*id)),
             TokenKey::Digest(digest) => sets.digests.contains(&fingerprint(digest)),
-        })
+        }
+    }
+
+    /// Whether `key` existed when it was asked for (`asked_ms`), waiting up
+    /// to `wait` for the index to be complete through that time.
+    pub async fn find(&self, key: &TokenKey, asked_ms: i64, wait: Duration) -> Indexed {
+        if self.contains(key) {
+            return Indexed::Exists;
+        }
+        let mut complete = self.complete_through.subscribe();
+        let settled = complete.wait_for(|through| *through >= asked_ms || self.contains(key));
+        let _ = tokio::time::timeout(wait, settled).await;
+        if self.contains(key) {
+            Indexed::Exists
+        } else if *self.complete_through.borrow() >= asked_ms {
+            Indexed::Absent
+        } else {
+            Indexed::Unsure
+        }
+    }
+
+    /// Every token row committed before `through_ms` is in the index.
+    pub fn complete_through(&self, through_ms: i64) {
+        self.complete_through.send_if_modified(|current| {
+            let later = through_ms > *current;
+            if later {
+                *current = through_ms;
+            }
+            later
+        });
+    }
+
+    /// Lookups are waiting for the index to catch up with their time.
+    pub fn awaited(&self) -> bool {
+        self.complete_through.receiver_count() > 0
     }
 
     /// Records that a token row with this id and digest exists.
@@ -73,13 +129,9 @@ impl Known {
         }
     }
 
-    /// Every row of the store has been added at least once.
-    pub fn mark_loaded(&self) {
-        self.loaded.store(true, Ordering::Release);
-    }
-
+    /// Whether a load has finished.
     pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
+        *self.complete_through.borrow() > 0
     }
 
     /// Rows indexed (deleted ones included until a restart).
@@ -132,22 +184,95 @@ impl Hasher for Fingerprint {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nothing_is_absent_until_loaded() {
+    const NO_WAIT: Duration = Duration::ZERO;
+
+    #[tokio::test]
+    async fn nothing_is_absent_before_the_time_it_is_complete_through() {
         let known = Known::default();
         let digest = TokenDigest::of(b"secret");
-        assert_eq!(known.contains(&TokenKey::Id(1)), None);
+        assert_eq!(
+            known.find(&TokenKey::Id(1), 5, NO_WAIT).await,
+            Indexed::Unsure
+        );
         known.extend(&[(1, digest)]);
-        assert_eq!(known.contains(&TokenKey::Id(2)), None);
-        known.mark_loaded();
-        assert_eq!(known.contains(&TokenKey::Id(1)), Some(true));
-        assert_eq!(known.contains(&TokenKey::Digest(digest)), Some(true));
-        assert_eq!(known.contains(&TokenKey::Id(2)), Some(false));
+        assert_eq!(
+            known.find(&TokenKey::Id(1), 5, NO_WAIT).await,
+            Indexed::Exists
+        );
+        assert_eq!(
+            known.find(&TokenKey::Id(2), 5, NO_WAIT).await,
+            Indexed::Unsure
+        );
+        assert!(!known.is_loaded());
+        known.complete_through(10);
+        assert!(known.is_loaded());
+        assert_eq!(
+            known.find(&TokenKey::Id(2), 10, NO_WAIT).await,
+            Indexed::Absent
+        );
+        assert_eq!(
+            known.find(&TokenKey::Digest(digest), 10, NO_WAIT).await,
+            Indexed::Exists
+        );
         let other = TokenDigest::of(b"other");
-        assert_eq!(known.contains(&TokenKey::Digest(other)), Some(false));
+        assert_eq!(
+            known.find(&TokenKey::Digest(other), 10, NO_WAIT).await,
+            Indexed::Absent
+        );
+        // Asked after the index is complete through: not known yet.
+        assert_eq!(
+            known.find(&TokenKey::Id(2), 11, NO_WAIT).await,
+            Indexed::Unsure
+        );
+        known.complete_through(9);
+        assert_eq!(
+            known.find(&TokenKey::Id(2), 10, NO_WAIT).await,
+            Indexed::Absent
+        );
         known.insert(2, &other);
-        assert_eq!(known.contains(&TokenKey::Id(2)), Some(true));
-        assert_eq!(known.contains(&TokenKey::Digest(other)), Some(true));
+        assert_eq!(
+            known.find(&TokenKey::Id(2), 11, NO_WAIT).await,
+            Indexed::Exists
+        );
         assert_eq!(known.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_waits_for_the_index_to_catch_up_with_it() {
+        let known = std::sync::Arc::new(Known::default());
+        known.complete_through(10);
+        let waiting = {
+            let known = known.clone();
+            tokio::spawn(async move {
+                known
+                    .find(&TokenKey::Id(7), 20, Duration::from_secs(5))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(known.awaited());
+        known.insert(7, &TokenDigest::of(b"new"));
+        known.complete_through(25);
+        assert_eq!(waiting.await.unwrap(), Indexed::Exists);
+
+        let waiting = {
+            let known = known.clone();
+            tokio::spawn(async move {
+                known
+                    .find(&TokenKey::Id(8), 30, Duration::from_secs(5))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        known.complete_through(31);
+        assert_eq!(waiting.await.unwrap(), Indexed::Absent);
+        assert!(!known.awaited());
+
+        let started = std::time::Instant::now();
+        let gave_up = known
+            .find(&TokenKey::Id(9), 40, Duration::from_millis(30))
+            .await;
+        assert_eq!(gave_up, Indexed::Unsure);
+        assert!(started.elapsed() >= Duration::from_millis(30));
     }
 }

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 
+use tokio::sync::watch;
+
 use super::StoreError;
-use super::feed::Change;
+use super::feed::{self, Change};
 use crate::token::TokenDigest;
 
 /// How often the log is read: well inside the one-second bound.
@@ -79,6 +81,8 @@ pub struct PolledChanges {
     /// Skipped ids, with when they were first missed.
     waiting: BTreeMap<i64, Instant>,
     pending: VecDeque<Change>,
+    /// When the poll whose changes are in `pending` began.
+    pending_from_poll_at_ms: Option<i64>,
     polls: u64,
 }
 
@@ -100,29 +104,42 @@ impl PolledChanges {
             last_seen,
             waiting: BTreeMap::new(),
             pending: VecDeque::new(),
+            pending_from_poll_at_ms: None,
             polls: 0,
         }
     }
 
-    /// The next change, polling the log until there is one.
-    pub async fn next(&mut self) -> Result<Change, StoreError> {
+    /// The next change, polling the log until there is one. A poll sees
+    /// every change committed before it began: once all it found have been
+    /// returned (the caller asks again), `delivered_through` moves to then.
+    pub async fn next(
+        &mut self,
+        delivered_through: &watch::Sender<i64>,
+    ) -> Result<Change, StoreError> {
         loop {
             if let Some(change) = self.pending.pop_front() {
                 return Ok(change);
+            }
+            if let Some(began_ms) = self.pending_from_poll_at_ms.take() {
+                feed::advance(delivered_through, began_ms);
             }
             let from = self
                 .waiting
                 .keys()
                 .next()
                 .map_or(self.last_seen, |first| first - 1);
+            let began_ms = feed::now_ms();
             let rows = (self.read_after)(from).await?;
             self.absorb(rows, Instant::now());
             if self.pending.is_empty() {
+                feed::advance(delivered_through, began_ms);
                 self.polls += 1;
                 if self.polls.is_multiple_of(PRUNE_EVERY) {
                     (self.prune)().await?;
                 }
                 tokio::time::sleep(POLL_EVERY).await;
+            } else {
+                self.pending_from_poll_at_ms = Some(began_ms);
             }
         }
     }

@@ -1,8 +1,12 @@
 //! The change feed: what the database announces (Postgres notifications,
-//! or the SQLite change log polled), read as [`Change`]s, and the heartbeat
-//! that tells a silent feed from a quiet one.
+//! or the SQLite change log polled), read as [`Change`]s, the heartbeat
+//! that tells a silent feed from a quiet one, and how far the feed is
+//! known to have delivered everything.
 
 use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
 
 use super::StoreError;
 use super::changelog::PolledChanges;
@@ -64,6 +68,9 @@ impl Change {
 #[derive(Debug)]
 pub struct ChangeFeed {
     feed: Feed,
+    /// Unix ms before which every committed change has been returned by
+    /// [`ChangeFeed::next`] (0: nothing proven yet).
+    delivered_through: watch::Sender<i64>,
 }
 
 #[derive(Debug)]
@@ -79,7 +86,9 @@ enum Feed {
 /// A Postgres listener's socket can go silent without an error (a
 /// failover, a dead NAT entry): notifications would just stop. So the
 /// feed notifies a channel of its own every second and counts itself lost
-/// when its own notifications stop arriving.
+/// when its own notifications stop arriving. Notifications arrive in
+/// commit order, so a heartbeat heard back, which carries the time it was
+/// sent, also proves every change committed before then was delivered.
 #[derive(Debug)]
 struct Heartbeat {
     store: PostgresStore,
@@ -91,6 +100,9 @@ struct Heartbeat {
 /// silent before it counts as lost.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const SILENT_FOR: Duration = Duration::from_millis(2_500);
+/// How often [`ChangeFeed::sync`] is worth calling while someone waits for
+/// the feed to catch up with them.
+pub const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 impl ChangeFeed {
     /// The next change. `Ok(None)` or an error means the feed was lost and
@@ -106,11 +118,28 @@ impl ChangeFeed {
                 };
                 if notification.channel() == heartbeat.channel {
                     heartbeat.last_heard = std::time::Instant::now();
+                    if let Ok(sent_ms) = notification.payload().parse() {
+                        advance(&self.delivered_through, sent_ms);
+                    }
                     continue;
                 }
                 return Ok(Some(Change::parse(notification.payload())));
             },
-            Feed::Polled(changes) => changes.next().await.map(Some),
+            Feed::Polled(changes) => changes.next(&self.delivered_through).await.map(Some),
+        }
+    }
+
+    /// Follows the time before which every committed change has been
+    /// delivered.
+    pub fn delivered_through(&self) -> watch::Receiver<i64> {
+        self.delivered_through.subscribe()
+    }
+
+    /// Asks for proof of delivery soon: a heartbeat now (Postgres); a
+    /// polled log proves it with every poll anyway.
+    pub fn sync(&self) {
+        if let Feed::Postgres { heartbeat, .. } = &self.feed {
+            heartbeat.send();
         }
     }
 
@@ -124,15 +153,38 @@ impl ChangeFeed {
                 if heartbeat.last_heard.elapsed() > SILENT_FOR {
                     return false;
                 }
-                let (store, channel) = (heartbeat.store.clone(), heartbeat.channel.clone());
-                tokio::spawn(async move {
-                    let _ = store.notify(&channel, "").await;
-                });
+                heartbeat.send();
                 true
             }
             Feed::Polled(_) => true,
         }
     }
+}
+
+impl Heartbeat {
+    /// Notifies our channel with the time, off the caller's path.
+    fn send(&self) {
+        let (store, channel) = (self.store.clone(), self.channel.clone());
+        let sent_ms = now_ms().to_string();
+        tokio::spawn(async move {
+            let _ = store.notify(&channel, &sent_ms).await;
+        });
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Moves `delivered_through` forward, never back.
+pub(super) fn advance(delivered_through: &watch::Sender<i64>, through_ms: i64) {
+    delivered_through.send_if_modified(|current| {
+        let later = through_ms > *current;
+        if later {
+            *current = through_ms;
+        }
+        later
+    });
 }
 
 /// A channel name no other instance uses, so heartbeats cost every
@@ -159,12 +211,14 @@ impl ChangeFeed {
                     last_heard: std::time::Instant::now(),
                 },
             },
+            delivered_through: watch::Sender::new(0),
         })
     }
 
     pub(super) fn polled(changes: PolledChanges) -> Self {
         Self {
             feed: Feed::Polled(changes),
+            delivered_through: watch::Sender::new(0),
         }
     }
 }

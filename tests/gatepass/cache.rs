@@ -81,6 +81,14 @@ async fn two_instances(pool: &PgPool) -> (TestApp, TestApp, String) {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn every_tier_reports_hits_misses_and_negatives(pool: PgPool) {
+    // Issued before the instances start: loaded with the index, and
+    // announced to neither.
+    let seed = TestApp::spawn(pool.clone()).await;
+    Fixtures { store: &seed.store }.service("billing", "").await;
+    let (gone, gone_id) = Fixtures { store: &seed.store }
+        .token(TokenSpec::default())
+        .await;
+    seed.stop().await;
     let (a, b, prefix) = two_instances(&pool).await;
     let table = Table::provision(&a.store).await;
 
@@ -95,12 +103,31 @@ async fn every_tier_reports_hits_misses_and_negatives(pool: PgPool) {
     assert_eq!(outcome, Some(Outcome::L2Hit));
     assert_eq!(b.check(&table.valid).await.1, Some(Outcome::L1Hit));
 
-    let (decision, outcome) = a.check(UNKNOWN).await;
+    // An id no row has is answered from the index, by neither tier.
+    for app in [&a, &b] {
+        let (decision, outcome) = app.check(UNKNOWN).await;
+        assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
+        assert_eq!(outcome, Some(Outcome::Unknown));
+    }
+    // A row deleted without its notification (lost while the feed was
+    // down) stays in the index: the database says so once, Redis then.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM tokens WHERE id = $1")
+        .bind(gone_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let (decision, outcome) = a.check(&gone).await;
     assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
     assert_eq!(outcome, Some(Outcome::DbNegative));
-    assert_eq!(a.check(UNKNOWN).await.1, Some(Outcome::L1Negative));
-    wait_for_redis(&format!("{prefix}token:id:424242")).await;
-    let (decision, outcome) = b.check(UNKNOWN).await;
+    assert_eq!(a.check(&gone).await.1, Some(Outcome::L1Negative));
+    wait_for_redis(&format!("{prefix}token:id:{gone_id}")).await;
+    let (decision, outcome) = b.check(&gone).await;
     assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
     assert_eq!(outcome, Some(Outcome::L2Negative));
 
@@ -159,9 +186,12 @@ async fn junk_ids_cannot_evict_good_entries(pool: PgPool) {
         assert_eq!(app.check(&token).await.1, Some(Outcome::Db));
         tokens.push(token);
     }
-    for id in 1_000_000..1_002_000 {
-        let junk = format!("{id}|LegacyShapedSecretForAnUnknownId00000");
-        let (decision, _) = app.check(&junk).await;
+    // At once, as a flood comes: an unknown token's answer waits for the
+    // change feed to prove it was not issued meanwhile.
+    let junk: Vec<String> = (1_000_000..1_002_000)
+        .map(|id| format!("{id}|LegacyShapedSecretForAnUnknownId00000"))
+        .collect();
+    for (decision, _) in join_all(junk.iter().map(|junk| app.check(junk))).await {
         assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
     }
     for token in &tokens {
@@ -731,29 +761,29 @@ async fn a_flood_of_invented_ids_stays_off_the_database(pool: PgPool) {
 
     let before = app.store.lookup_count();
     let start = Instant::now();
-    for id in 0..5_000i64 {
-        let junk = format!("{}|LegacyShapedSecretForAnUnknownId00000", 10_000_000 + id);
-        let (decision, _) = app.check(&junk).await;
+    let junk: Vec<String> = (0..5_000i64)
+        .map(|id| format!("{}|LegacyShapedSecretForAnUnknownId00000", 10_000_000 + id))
+        .collect();
+    let flood = join_all(junk.iter().map(|junk| app.check(junk)));
+    // A token issued during the flood is accepted on its first check,
+    // whether or not its notification has arrived.
+    let issued_during = async {
+        let (fresh, _) = fixtures.token(TokenSpec::default()).await;
+        app.check(&fresh).await.0
+    };
+    let (answers, fresh) = tokio::join!(flood, issued_during);
+    for (decision, outcome) in answers {
         assert_eq!(reason(&decision), Some(DenyReason::InvalidToken));
+        assert_eq!(outcome, Some(Outcome::Unknown));
     }
-    let seconds = start.elapsed().as_secs() + 1;
+    assert!(matches!(fresh, Decision::Allow(_)), "{fresh:?}");
     let queries = app.store.lookup_count() - before;
     println!(
         "5000 invented ids in {:?}: {queries} database lookups",
         start.elapsed()
     );
-    assert!(queries <= 100 * seconds, "{queries} lookups in {seconds}s");
+    // The token issued during the flood, once.
+    assert_eq!(queries, 1, "junk reached the database");
     assert_eq!(app.check(&valid).await.1, Some(Outcome::L1Hit));
-
-    // A token issued during the flood is announced and accepted at once.
-    let (fresh, _) = fixtures.token(TokenSpec::default()).await;
-    let accepted = Instant::now();
-    while !matches!(app.check(&fresh).await.0, Decision::Allow(_)) {
-        assert!(
-            accepted.elapsed() < Duration::from_secs(1),
-            "new token refused"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     app.stop().await;
 }

@@ -94,10 +94,11 @@ impl TestApp {
         }
     }
 
-    /// Waits until change notifications are arriving.
+    /// Waits until change notifications are arriving and the index of
+    /// existing tokens is loaded.
     pub async fn wait_for_feed(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !self.tiers.feed_connected() {
+        while !(self.tiers.feed_connected() && self.tiers.index_loaded()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "change feed never connected"

@@ -292,6 +292,7 @@ async fn unreachable_store_answers_503(pool: PgPool) {
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn health_and_readiness_answer_on_the_ops_port(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
+    app.wait_for_feed().await;
     let health = Client::new()
         .get(app.ops_url("/healthz"))
         .send()
@@ -306,6 +307,7 @@ async fn health_and_readiness_answer_on_the_ops_port(pool: PgPool) {
     assert_eq!(ready.status(), StatusCode::OK);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["store"], "ok");
+    assert_eq!(body["index"], "loaded");
     app.stop().await;
 }
 

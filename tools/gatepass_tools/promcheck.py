@@ -253,7 +253,6 @@ def traffic_expectations(catalog: metrics.Catalog, sent: dict[str, int], target:
         # Every token's first lookup asks Redis, which has nothing yet.
         Expectation(sum_of(lookups, tier="l2", result="miss"), ">", 0),
         Expectation(sum_of(lookups, tier="db", result="hit"), ">", 0),
-        Expectation(sum_of(lookups, tier="db", result="negative"), ">", 0),
         Expectation(sum_of(store, "count", operation="token_lookup"), ">", 0),
         Expectation(sum_of(store, "count", operation="last_used_flush"), ">", 0),
         Expectation(sum_of("gatepass_store_errors_total"), "==", 0),
