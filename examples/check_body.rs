@@ -15,7 +15,7 @@ use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
-use prost_reflect::prost::Message as _;
+use prost::Message as _;
 
 fn peer(ip: &str, port: u32) -> Peer {
     Peer {

@@ -9,14 +9,14 @@
 //! while a background probe pings it every 250 ms; the first answer closes
 //! the breaker, so a Redis that comes back is used again within a second.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bb8::Pool;
 use chrono::Utc;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
+use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
 use crate::model::TokenRecord;
@@ -87,7 +87,7 @@ pub struct Redis {
 }
 
 struct Inner {
-    pool: Pool<Connections>,
+    connections: Connections,
     options: RedisOptions,
     cas: Script,
     breaker: Breaker,
@@ -108,22 +108,10 @@ impl Redis {
     pub fn new(options: RedisOptions, metrics: Metrics) -> Result<Self, RedisError> {
         let client =
             Client::open(options.url.as_str()).map_err(|e| RedisError::Url(e.to_string()))?;
-        let manager = Connections {
-            client,
-            timeout: options.timeout,
-        };
-        let pool = Pool::builder()
-            .max_size(8)
-            .min_idle(Some(0))
-            .connection_timeout(options.timeout)
-            .retry_connection(false)
-            // No PING before every command: a broken connection fails the
-            // command itself, which the breaker and the timeout handle.
-            .test_on_check_out(false)
-            .build_unchecked(manager);
+        let connections = Connections::new(client, options.timeout);
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
+                connections,
                 cas: Script::new(CAS_SCRIPT),
                 breaker: Breaker::default(),
                 last_log_ms: AtomicI64::new(i64::MIN),
@@ -281,8 +269,8 @@ impl Redis {
         }
     }
 
-    /// One command on a pooled connection, connecting included, within the
-    /// timeout.
+    /// One command on this thread's connection, connecting included, within
+    /// the timeout.
     async fn attempt<T>(
         &self,
         command: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
@@ -290,16 +278,17 @@ impl Redis {
         let inner = &self.inner;
         let timeout = inner.options.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, inner.pool.get()).await {
-            Ok(Ok(mut conn)) => {
-                match tokio::time::timeout_at(deadline, command(&mut conn.connection)).await {
+        let slot = inner.connections.slot();
+        match tokio::time::timeout_at(deadline, inner.connections.connection(&slot)).await {
+            Ok(Ok(mut connection)) => {
+                match tokio::time::timeout_at(deadline, command(&mut connection)).await {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(error)) => {
-                        conn.broken = true;
+                        inner.connections.discard(&slot);
                         Err(error.to_string())
                     }
                     Err(_) => {
-                        conn.broken = true;
+                        inner.connections.discard(&slot);
                         Err(format!("timed out after {timeout:?}"))
                     }
                 }
@@ -330,47 +319,85 @@ impl Redis {
     }
 }
 
-/// Dials Redis for the pool. A connection is a multiplexed one plus a flag
-/// the caller raises when a command on it failed: bb8 discards flagged
-/// connections instead of pooling them again.
+/// One multiplexed connection per thread that sends commands, dialled on
+/// that thread, so that its driver task runs on the runtime of the worker
+/// using it: a command and its reply never wake another thread. (A shared
+/// pool did: in a profile of the Redis-hit path a third of gatepass's CPU
+/// was threads waking each other.) Concurrent commands of one thread
+/// pipeline on its connection. Threads beyond [`SLOTS`] share.
 struct Connections {
     client: Client,
     timeout: Duration,
+    slots: Box<[Mutex<Slot>]>,
 }
 
-struct Pooled {
-    connection: MultiplexedConnection,
-    broken: bool,
+const SLOTS: usize = 32;
+
+/// A connection being dialled or dialled; replaced, never reset, when a
+/// command on it fails, so that callers still holding the old one cannot
+/// discard its successor.
+type Slot = Arc<OnceCell<MultiplexedConnection>>;
+
+/// The slot a thread uses, and which connection it found there.
+struct Held {
+    index: usize,
+    slot: Slot,
 }
 
-impl bb8::ManageConnection for Connections {
-    type Connection = Pooled;
-    type Error = redis::RedisError;
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
-    async fn connect(&self) -> Result<Pooled, redis::RedisError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        Ok(Pooled {
-            connection,
-            broken: false,
-        })
+thread_local! {
+    static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Connections {
+    fn new(client: Client, timeout: Duration) -> Self {
+        Self {
+            client,
+            timeout,
+            slots: (0..SLOTS).map(|_| Mutex::default()).collect(),
+        }
     }
 
-    async fn is_valid(&self, pooled: &mut Pooled) -> Result<(), redis::RedisError> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut pooled.connection)
+    fn slot(&self) -> Held {
+        let index = THREAD.with(|thread| thread % SLOTS);
+        let slot = self.slots[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        Held { index, slot }
+    }
+
+    /// A failed or timed-out connection is never handed out again: after a
+    /// Redis restart the next command dials afresh.
+    fn discard(&self, held: &Held) {
+        let mut slot = self.slots[held.index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if Arc::ptr_eq(&slot, &held.slot) {
+            *slot = Slot::default();
+        }
+    }
+
+    async fn connection(&self, held: &Held) -> redis::RedisResult<MultiplexedConnection> {
+        if let Some(connection) = held.slot.get() {
+            return Ok(connection.clone());
+        }
+        // Callers on this thread wait for one dial instead of each dialling.
+        held.slot
+            .get_or_try_init(|| dial(&self.client, self.timeout))
             .await
-            .map(|_| ())
+            .cloned()
     }
+}
 
-    fn has_broken(&self, pooled: &mut Pooled) -> bool {
-        pooled.broken
-    }
+async fn dial(client: &Client, timeout: Duration) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// Opens after [`BREAKER_THRESHOLD`] consecutive failures; while open,
