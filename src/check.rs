@@ -143,12 +143,10 @@ impl Authorizer {
             expected_kind: TokenKind::Access,
             abilities: self.abilities,
         };
-        let record = lookup.token.as_ref().map(|token| token.record.clone());
+        let record = lookup.token.map(|token| token.record);
         let decision = decide(&presented, record.clone(), &context);
-        if let (Decision::Allow(_), Some(usage), Some(token)) =
-            (&decision, &self.usage, &lookup.token)
-        {
-            usage.record(token, now.timestamp());
+        if let (Decision::Allow(_), Some(usage), Some(record)) = (&decision, &self.usage, &record) {
+            usage.record(record, now.timestamp());
         }
         Ok(Verdict {
             decision,

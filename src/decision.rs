@@ -279,6 +279,7 @@ mod tests {
                 is_active: true,
                 ip_allowlist: NetList::default(),
             }),
+            last_use: Default::default(),
         }
     }
 

@@ -10,21 +10,21 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
-use crate::cache::CachedToken;
 use crate::metrics::{Metrics, Operation};
+use crate::model::TokenRecord;
 use crate::store::Store;
 
 /// Hands used tokens to the flusher. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct UsageRecorder {
-    queue: mpsc::UnboundedSender<Arc<CachedToken>>,
+    queue: mpsc::UnboundedSender<Arc<TokenRecord>>,
 }
 
 impl UsageRecorder {
     /// Marks a use. Only a token's first use since the last flush is
     /// queued; the rest are one relaxed atomic load. Never blocks.
-    pub fn record(&self, token: &Arc<CachedToken>, now_secs: i64) {
-        if token.record_use(now_secs) {
+    pub fn record(&self, token: &Arc<TokenRecord>, now_secs: i64) {
+        if token.last_use.mark(now_secs) {
             let _ = self.queue.send(token.clone());
         }
     }
@@ -63,7 +63,7 @@ pub fn start(
 struct Flusher {
     store: Store,
     metrics: Metrics,
-    used: mpsc::UnboundedReceiver<Arc<CachedToken>>,
+    used: mpsc::UnboundedReceiver<Arc<TokenRecord>>,
     /// Token id → last use (unix seconds), kept across failed flushes.
     pending: HashMap<i64, i64>,
     stats: watch::Sender<FlushStats>,
@@ -101,8 +101,8 @@ impl Flusher {
     /// Writes what is pending; true when nothing is left pending.
     async fn flush(&mut self) -> bool {
         while let Ok(token) = self.used.try_recv() {
-            let used_at = token.take_use();
-            let latest = self.pending.entry(token.record.id).or_insert(used_at);
+            let used_at = token.last_use.take();
+            let latest = self.pending.entry(token.id).or_insert(used_at);
             *latest = (*latest).max(used_at);
         }
         if self.pending.is_empty() {

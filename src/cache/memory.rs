@@ -8,53 +8,38 @@
 //! entry outlives its token's `expires_at`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use quick_cache::sync::Cache;
 
 use crate::model::TokenRecord;
-use crate::token::TokenKey;
+use crate::token::{TokenDigest, TokenKey};
 
-/// A token as cached, with what last-used batching needs.
-#[derive(Debug)]
+/// A token as cached: the shared record and when it was read. Sixteen
+/// bytes in the cache's slot; the record is the entry's one allocation.
+#[derive(Debug, Clone)]
 pub struct CachedToken {
     pub record: Arc<TokenRecord>,
-    /// When the record was read from the database (unix ms).
+    /// When the record was read from the database or Redis (unix ms).
     pub fetched_ms: i64,
-    expires_ms: Option<i64>,
-    last_used_secs: AtomicI64,
-    use_pending: AtomicBool,
 }
 
 impl CachedToken {
     pub fn new(record: TokenRecord, fetched_ms: i64) -> Self {
         Self {
-            expires_ms: record.expires_at.map(|at| at.timestamp_millis()),
             record: Arc::new(record),
             fetched_ms,
-            last_used_secs: AtomicI64::new(0),
-            use_pending: AtomicBool::new(false),
         }
     }
 
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expires_ms.is_some_and(|expires| expires <= now_ms)
+        self.record
+            .expires_at
+            .is_some_and(|expires| expires.timestamp_millis() <= now_ms)
     }
 
-    /// Notes a use. Returns true when the token was not yet waiting to be
-    /// flushed, i.e. when the caller must queue it. Hot tokens pay one
-    /// relaxed load per check and one store per second.
-    pub fn record_use(&self, now_secs: i64) -> bool {
-        if self.last_used_secs.load(Ordering::Relaxed) != now_secs {
-            self.last_used_secs.store(now_secs, Ordering::Relaxed);
-        }
-        !self.use_pending.load(Ordering::Relaxed) && !self.use_pending.swap(true, Ordering::AcqRel)
-    }
-
-    /// Takes the pending use for flushing: the last second it was used.
-    pub fn take_use(&self) -> i64 {
-        self.use_pending.store(false, Ordering::Release);
-        self.last_used_secs.load(Ordering::Relaxed)
+    /// Whether both were filled from the same read.
+    fn same_fill(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.record, &other.record)
     }
 }
 
@@ -62,32 +47,92 @@ impl CachedToken {
 #[derive(Debug)]
 pub enum Hit {
     /// Cached and within its TTL.
-    Fresh(Arc<CachedToken>),
+    Fresh(CachedToken),
     /// Known absent (`None`) or expired (`Some`), within the negative TTL.
-    Negative(Option<Arc<CachedToken>>),
+    Negative(Option<CachedToken>),
     /// Cached but past its TTL: refetch, or serve if the database is down.
-    Stale(Arc<CachedToken>),
+    Stale(CachedToken),
     Miss,
 }
 
 #[derive(Debug, Clone)]
 struct NegativeEntry {
-    token: Option<Arc<CachedToken>>,
+    token: Option<CachedToken>,
     cached_ms: i64,
 }
 
 #[derive(Debug)]
 pub struct Memory {
-    found: Cache<TokenKey, Arc<CachedToken>>,
-    negative: Cache<TokenKey, NegativeEntry>,
+    found: Keyed<CachedToken>,
+    negative: Keyed<NegativeEntry>,
     negative_ttl_ms: i64,
+}
+
+/// One cache per key shape, so that an entry for a token with an id (nearly
+/// all of them) is keyed by 8 bytes, not by a 40-byte enum.
+#[derive(Debug)]
+struct Keyed<V: Clone> {
+    by_id: Cache<i64, V>,
+    by_digest: Cache<TokenDigest, V>,
+}
+
+impl<V: Clone> Keyed<V> {
+    /// Each shape may fill `capacity`: memory is taken as entries arrive.
+    fn new(capacity: usize) -> Self {
+        Self {
+            by_id: Cache::new(capacity),
+            by_digest: Cache::new(capacity),
+        }
+    }
+
+    fn get(&self, key: &TokenKey) -> Option<V> {
+        match key {
+            TokenKey::Id(id) => self.by_id.get(id),
+            TokenKey::Digest(digest) => self.by_digest.get(digest),
+        }
+    }
+
+    fn insert(&self, key: TokenKey, value: V) {
+        match key {
+            TokenKey::Id(id) => self.by_id.insert(id, value),
+            TokenKey::Digest(digest) => self.by_digest.insert(digest, value),
+        }
+    }
+
+    fn remove(&self, key: &TokenKey) {
+        match key {
+            TokenKey::Id(id) => drop(self.by_id.remove(id)),
+            TokenKey::Digest(digest) => drop(self.by_digest.remove(digest)),
+        }
+    }
+
+    fn remove_if(&self, key: &TokenKey, condition: impl FnOnce(&V) -> bool) {
+        match key {
+            TokenKey::Id(id) => drop(self.by_id.remove_if(id, condition)),
+            TokenKey::Digest(digest) => drop(self.by_digest.remove_if(digest, condition)),
+        }
+    }
+
+    fn retain(&self, keep: impl Fn(&V) -> bool) {
+        self.by_id.retain(|_, value| keep(value));
+        self.by_digest.retain(|_, value| keep(value));
+    }
+
+    fn clear(&self) {
+        self.by_id.clear();
+        self.by_digest.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len() + self.by_digest.len()
+    }
 }
 
 impl Memory {
     pub fn new(capacity: usize, negative_capacity: usize, negative_ttl_ms: i64) -> Self {
         Self {
-            found: Cache::new(capacity.max(1)),
-            negative: Cache::new(negative_capacity.max(1)),
+            found: Keyed::new(capacity.max(1)),
+            negative: Keyed::new(negative_capacity.max(1)),
             negative_ttl_ms,
         }
     }
@@ -116,7 +161,7 @@ impl Memory {
     }
 
     /// Caches what the database (or L2) said about `key`.
-    pub fn put(&self, key: TokenKey, token: Option<Arc<CachedToken>>, now_ms: i64) {
+    pub fn put(&self, key: TokenKey, token: Option<CachedToken>, now_ms: i64) {
         match token {
             Some(token) if !token.is_expired(now_ms) => {
                 self.negative.remove(&key);
@@ -137,13 +182,12 @@ impl Memory {
 
     /// Drops `key` only if it still holds what `token` says it was filled
     /// with, so a newer entry is never thrown away by an older fill.
-    pub fn remove_fill(&self, key: &TokenKey, token: &Option<Arc<CachedToken>>) {
+    pub fn remove_fill(&self, key: &TokenKey, token: &Option<CachedToken>) {
         match token {
             Some(token) => {
-                self.found
-                    .remove_if(key, |cached| Arc::ptr_eq(cached, token));
+                self.found.remove_if(key, |cached| cached.same_fill(token));
                 self.negative.remove_if(key, |cached| {
-                    cached.token.as_ref().is_some_and(|t| Arc::ptr_eq(t, token))
+                    cached.token.as_ref().is_some_and(|t| t.same_fill(token))
                 });
             }
             None => {
@@ -172,9 +216,9 @@ impl Memory {
         let current = |token: &CachedToken| {
             token.record.service.id != service_id || token.record.service.version >= version
         };
-        self.found.retain(|_, token| current(token));
+        self.found.retain(|token| current(token));
         self.negative
-            .retain(|_, entry| entry.token.as_deref().is_none_or(current));
+            .retain(|entry| entry.token.as_ref().is_none_or(current));
     }
 
     pub fn clear(&self) {
@@ -187,6 +231,6 @@ impl Memory {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.found.is_empty()
+        self.found.len() == 0
     }
 }

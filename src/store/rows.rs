@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Service, TokenInfo};
-use crate::model::{Abilities, NetList, ServiceRecord, TokenKind, TokenRecord};
+use crate::model::{Abilities, LastUse, NetList, ServiceRecord, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
 
 /// How one holder of rows reads a column of each kind. Errors are
@@ -160,6 +160,7 @@ pub fn token_record(row: &impl Columns) -> Result<TokenRecord, sqlx::Error> {
             is_active: row.flag("is_active")?,
             ip_allowlist: row.nets("ip_allowlist")?,
         }),
+        last_use: LastUse::default(),
     })
 }
 
