@@ -102,7 +102,7 @@ impl Outcome {
 /// The answer of a lookup: the token if one is known, and where from.
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    pub token: Option<Arc<CachedToken>>,
+    pub token: Option<CachedToken>,
     pub outcome: Outcome,
     /// Redis was asked and did not know (the database answered).
     pub l2_missed: bool,
@@ -253,11 +253,7 @@ impl Tiers {
     }
 
     /// L1's answer for `key`, or the stale entry (if any) when it has none.
-    fn memory_answer(
-        &self,
-        key: TokenKey,
-        now_ms: i64,
-    ) -> Result<Lookup, Option<Arc<CachedToken>>> {
+    fn memory_answer(&self, key: TokenKey, now_ms: i64) -> Result<Lookup, Option<CachedToken>> {
         let inner = &self.inner;
         let ttl_ms = if self.feed_connected() {
             inner.ttl_ms
@@ -313,7 +309,7 @@ impl Tiers {
             match redis.get(key).await {
                 Some(Stored::Token(record)) if inner.floors.admits(key, &record) => {
                     let record = inner.interner.intern(*record);
-                    let token = Arc::new(CachedToken::new(record, now_ms));
+                    let token = CachedToken::new(record, now_ms);
                     let token = self.fill_memory(key, Some(token), now_ms);
                     return Ok(found_or_absent(token, Outcome::L2Hit));
                 }
@@ -335,8 +331,7 @@ impl Tiers {
             Some(record) => Stored::Token(Box::new(record.clone())),
             None => Stored::Absent,
         };
-        let token =
-            record.map(|record| Arc::new(CachedToken::new(inner.interner.intern(record), now_ms)));
+        let token = record.map(|record| CachedToken::new(inner.interner.intern(record), now_ms));
         let token = self.fill_memory(key, token, now_ms);
         if let Some(redis) = inner.redis.clone().filter(|_| self.feed_connected()) {
             // Off the request path: the caller has its answer already.
@@ -392,9 +387,9 @@ impl Tiers {
     fn fill_memory(
         &self,
         key: TokenKey,
-        token: Option<Arc<CachedToken>>,
+        token: Option<CachedToken>,
         now_ms: i64,
-    ) -> Option<Arc<CachedToken>> {
+    ) -> Option<CachedToken> {
         let memory = &self.inner.memory;
         if self.admits(key, &token) {
             memory.put(key, token.clone(), now_ms);
@@ -415,7 +410,7 @@ impl Tiers {
         }
     }
 
-    fn admits(&self, key: TokenKey, token: &Option<Arc<CachedToken>>) -> bool {
+    fn admits(&self, key: TokenKey, token: &Option<CachedToken>) -> bool {
         match token {
             Some(token) => self.inner.floors.admits(key, &token.record),
             None => self.inner.floors.admits_absent(key),
@@ -453,6 +448,13 @@ impl Tiers {
     /// prove what it has delivered soon.
     pub fn index_awaited(&self) -> bool {
         self.inner.known.awaited()
+    }
+
+    /// The index's rows and the unix ms it is complete through (0: not
+    /// loaded), for diagnostics.
+    pub fn index_state(&self) -> (u64, i64) {
+        let known = &self.inner.known;
+        (known.len(), known.complete_through_ms())
     }
 
     /// Whether the index of existing tokens has been loaded.
@@ -557,11 +559,11 @@ pub struct TokenChange {
     pub digest: crate::token::TokenDigest,
 }
 
-fn found(token: Arc<CachedToken>, outcome: Outcome) -> Lookup {
+fn found(token: CachedToken, outcome: Outcome) -> Lookup {
     found_or_absent(Some(token), outcome)
 }
 
-fn found_or_absent(token: Option<Arc<CachedToken>>, outcome: Outcome) -> Lookup {
+fn found_or_absent(token: Option<CachedToken>, outcome: Outcome) -> Lookup {
     Lookup {
         token,
         outcome,

@@ -129,6 +129,10 @@ impl Known {
         }
     }
 
+    pub fn complete_through_ms(&self) -> i64 {
+        *self.complete_through.borrow()
+    }
+
     /// Whether a load has finished.
     pub fn is_loaded(&self) -> bool {
         *self.complete_through.borrow() > 0

@@ -22,11 +22,14 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 const GAP_WAIT: Duration = Duration::from_secs(30);
 /// Polls between two deletions of old log rows.
 const PRUNE_EVERY: u64 = 10_000;
+/// Rows read per poll at most.
+pub const LOG_PAGE: i64 = 1_000;
 
 /// One row of the log.
 pub type LogRow = (i64, String, i64, i64, Option<Vec<u8>>);
 
-/// Reads the rows with an id above its argument, in id order.
+/// Reads the rows with an id above its argument, in id order, at most
+/// [`LOG_PAGE`].
 pub type ReadAfter = Box<dyn Fn(i64) -> BoxFuture<'static, Result<Vec<LogRow>, StoreError>> + Send>;
 /// Deletes log rows old enough that no feed still needs them.
 pub type Prune = Box<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send>;
@@ -51,7 +54,11 @@ macro_rules! changes_from_log {
                 let db = reader.clone();
                 Box::pin(async move {
                     db.lookup(async |conn| {
-                        sqlx::query_as($read).bind(after).fetch_all(conn).await
+                        sqlx::query_as($read)
+                            .bind(after)
+                            .bind(super::changelog::LOG_PAGE)
+                            .fetch_all(conn)
+                            .await
                     })
                     .await
                 })
@@ -130,15 +137,19 @@ impl PolledChanges {
                 .map_or(self.last_seen, |first| first - 1);
             let began_ms = feed::now_ms();
             let rows = (self.read_after)(from).await?;
+            // A full page may have left later rows unread: no proof then.
+            let complete = (rows.len() as i64) < LOG_PAGE;
             self.absorb(rows, Instant::now());
             if self.pending.is_empty() {
-                feed::advance(delivered_through, began_ms);
+                if complete {
+                    feed::advance(delivered_through, began_ms);
+                }
                 self.polls += 1;
                 if self.polls.is_multiple_of(PRUNE_EVERY) {
                     (self.prune)().await?;
                 }
                 tokio::time::sleep(POLL_EVERY).await;
-            } else {
+            } else if complete {
                 self.pending_from_poll_at_ms = Some(began_ms);
             }
         }

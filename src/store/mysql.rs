@@ -117,7 +117,7 @@ impl MysqlStore {
 
     changes_from_log! {
         read: "SELECT id, subject, row_id, version, token_hash FROM gatepass_changes \
-               WHERE id > ? ORDER BY id LIMIT 1000",
+               WHERE id > ? ORDER BY id LIMIT ?",
         // The newest version row stays: it carries the counter over a
         // restart of servers that recompute it from the table.
         prune: [

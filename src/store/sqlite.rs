@@ -144,7 +144,7 @@ impl SqliteStore {
     changes_from_log! {
         // A change's id is its version (the triggers set one from the other).
         read: "SELECT id, subject, row_id, id, token_hash FROM gatepass_changes \
-               WHERE id > ?1 ORDER BY id LIMIT 1000",
+               WHERE id > ?1 ORDER BY id LIMIT ?2",
         prune: ["DELETE FROM gatepass_changes \
                  WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')"],
     }
