@@ -34,6 +34,7 @@ COUNTERS = {
     "malformed": ("gatepass_checks_total", None, {"decision": "deny", "reason": "malformed_token"}),
     "unavailable": ("gatepass_checks_total", None, {"decision": "error", "reason": "unavailable"}),
     "l1_hit": ("gatepass_cache_lookups_total", None, {"tier": "l1", "result": "hit"}),
+    "l1_miss": ("gatepass_cache_lookups_total", None, {"tier": "l1", "result": "miss"}),
     "l2_hit": ("gatepass_cache_lookups_total", None, {"tier": "l2", "result": "hit"}),
     "db_hit": ("gatepass_cache_lookups_total", None, {"tier": "db", "result": "hit"}),
     "db_negative": ("gatepass_cache_lookups_total", None, {"tier": "db", "result": "negative"}),
@@ -42,6 +43,8 @@ COUNTERS = {
 }
 #: The gauge scenario g divides memory by.
 CACHED_TOKENS = ("gatepass_cached_tokens", None, {})
+#: The gauge of rows in the index of existing tokens (scenario g).
+INDEXED_TOKENS = ("gatepass_indexed_tokens", None, {})
 
 #: What a load's counters must show, by the `expect` benches/run gives it.
 EXPECTATIONS = {
@@ -57,6 +60,15 @@ ANSWERS_MUST_SUCCEED = ("allow", "l2", "db")
 #: Paced loads: each connection waits this long between requests.
 PACED_DELAY_MS = 2
 
+#: The shapes of junk scenario e floods with (flood.lua's BENCH_FLOOD_SHAPE).
+FLOOD_SHAPES = ("id", "digest")
+#: gatepass's start-up line once its index of existing tokens is loaded.
+INDEX_LOADED = "index of existing tokens loaded"
+#: Scenario i: the per-interval L1 hit ratio a cold instance must pass, and
+#: the fewest L1 lookups an interval needs for its ratio to count.
+COLD_RATIO = 0.99
+COLD_MIN_LOOKUPS = 50
+
 
 def say(message: str) -> None:
     print(f"{PREFIX}: {message}", file=sys.stderr, flush=True)
@@ -65,13 +77,23 @@ def say(message: str) -> None:
 def selectors(catalog: metrics.Catalog) -> dict[str, metrics.Selector]:
     """The counters and the cached-tokens gauge, resolved against
     src/metrics.rs (a name it no longer declares stops the run here)."""
-    wanted = {**COUNTERS, "cached": CACHED_TOKENS}
+    wanted = {**COUNTERS, "cached": CACHED_TOKENS, "indexed": INDEXED_TOKENS}
     return {name: catalog.selector(family, suffix, **labels) for name, (family, suffix, labels) in wanted.items()}
+
+
+def totals(scraped: exposition.Exposition, resolved) -> dict[str, int]:
+    """What gatepass had counted at one scrape, by counter."""
+    return {name: int(scraped.total(resolved[name])) for name in COUNTERS}
 
 
 def counts_between(before: exposition.Exposition, after: exposition.Exposition, resolved) -> dict[str, int]:
     """What gatepass counted between two scrapes, by counter."""
-    return {name: int(after.total(resolved[name]) - before.total(resolved[name])) for name in COUNTERS}
+    return difference(totals(before, resolved), totals(after, resolved))
+
+
+def difference(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Counter totals of `after` minus those of `before`."""
+    return {name: after[name] - before[name] for name in after}
 
 
 def judge_counts(counts: dict[str, int], expect: str, requests: int) -> tuple[bool, str]:
@@ -215,7 +237,7 @@ def wait_flush(url: str, selector: metrics.Selector, seconds: float = 11) -> Non
             return
 
 
-# --- scenario g and e ---------------------------------------------------------
+# --- scenarios g and e -------------------------------------------------------
 
 
 def rss_kib(status: str) -> int:
@@ -227,6 +249,95 @@ def memory_row(count: int, cached: int, rss_before: int, rss_after: int) -> dict
     """One step of scenario g: bytes of resident memory per cached token."""
     per_token = rounded((rss_after - rss_before) * 1024 / (cached if cached > 0 else 1), 0)
     return {"tokens": count, "cached": cached, "rss_before": rss_before, "rss_after": rss_after, "per_token": per_token}
+
+
+#: Colours the text log format writes around field names and levels.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: Units of a Rust `Duration` as `{:?}` prints it, in seconds.
+_DURATION_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "μs": 1e-6, "us": 1e-6, "ns": 1e-9}
+
+
+def duration_seconds(text: str) -> float:
+    """A Rust `Duration` as `{:?}` prints it (`1.234567s`, `850.1ms`,
+    `105.235µs`, `120ns`) in seconds."""
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([a-zµμ]+)", text)
+    if not found or found.group(2) not in _DURATION_UNITS:
+        raise ValueError(f"not a Rust Duration: {text!r}")
+    return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+
+
+def index_load(log: str) -> tuple[int, float] | None:
+    """(rows, seconds) of the last `index of existing tokens loaded` line of
+    a gatepass log, in the text format (`rows=1000002 took=1.23s`, with or
+    without colours) or the JSON one; None when the log has no such line."""
+    for line in reversed(log.splitlines()):
+        plain = _ANSI.sub("", line)
+        if INDEX_LOADED not in plain:
+            continue
+        rows = re.search(r'\brows"?\s*[=:]\s*(\d+)', plain)
+        took = re.search(r'\btook"?\s*[=:]\s*"?([^\s",}]+)', plain)
+        if rows and took:
+            return int(rows.group(1)), duration_seconds(took.group(1))
+    return None
+
+
+# --- scenario i ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What a new instance counted from the moment it was ready: until the
+    first interval whose L1 hit ratio passed COLD_RATIO (`reached`), or
+    until sampling gave up. `samples` are (seconds since ready, L1 hits,
+    L1 misses, ratio or None) per interval."""
+
+    reached: bool
+    seconds: float | None
+    elapsed: float
+    counts: dict
+    samples: list
+
+
+def interval_ratio(counted: dict[str, int]) -> float | None:
+    """The L1 hit ratio of one interval's counts; None when it saw fewer
+    than COLD_MIN_LOOKUPS L1 lookups (too few to judge)."""
+    lookups = counted["l1_hit"] + counted["l1_miss"]
+    return counted["l1_hit"] / lookups if lookups >= COLD_MIN_LOOKUPS else None
+
+
+def cold_start(baseline: dict[str, int], ready_at: float, sampled) -> ColdStart:
+    """Walks `sampled`, (time, counter totals) pairs taken after `baseline`
+    (the totals when the instance got ready at `ready_at`), and stops at the
+    first interval whose L1 hit ratio is above COLD_RATIO. `sampled` is read
+    lazily, so a live sampler stops there too."""
+    previous, moment, current, rows = baseline, ready_at, baseline, []
+    for moment, current in sampled:
+        ratio = interval_ratio(difference(previous, current))
+        hits, misses = (current[name] - previous[name] for name in ("l1_hit", "l1_miss"))
+        rows.append((moment - ready_at, hits, misses, ratio))
+        previous = current
+        if ratio is not None and ratio > COLD_RATIO:
+            return ColdStart(True, moment - ready_at, moment - ready_at, difference(baseline, current), rows)
+    return ColdStart(False, None, moment - ready_at, difference(baseline, current), rows)
+
+
+class LoadStopped(RuntimeError):
+    """The load a sampler watches ended before the sampling did."""
+
+
+def live_totals(url: str, resolved, deadline: float, interval: float, pid: int):
+    """Counter totals of gatepass every `interval` seconds, with the time
+    each was read (time.time()), until `deadline`; raises LoadStopped when
+    the load `pid` stops first."""
+    while True:
+        time.sleep(interval)
+        counted = totals(scrape(url), resolved)
+        now = time.time()
+        yield now, counted
+        if now >= deadline:
+            return
+        if not running(pid):
+            raise LoadStopped(f"the load {pid} stopped")
 
 
 # --- the machine --------------------------------------------------------------
@@ -354,10 +465,86 @@ def command_memory(args) -> int:
 
 
 def command_flood(args) -> int:
+    """The length and p99 of one shape's flood, as its wrk printed them."""
     output = read(args.output)
     work = Work(args.work)
-    work.add_fact("flood_seconds", f"{loadtools.wrk_seconds(output):g}")
-    work.add_fact("flood_p99", loadtools.wrk_percentile(output, 99) or "-")
+    work.add_fact(f"flood_{args.shape}_seconds", f"{loadtools.wrk_seconds(output):g}")
+    work.add_fact(f"flood_{args.shape}_p99", loadtools.wrk_percentile(output, 99) or "-")
+    return 0
+
+
+def ready_facts(status: str | None, scraped: str | None, resolved) -> tuple[object, object]:
+    """(VmRSS KiB, rows indexed) of an instance just ready, "-" for what
+    was not captured."""
+    rss, rows = "-", "-"
+    if status and Path(status).exists():
+        rss = rss_kib(read(status))
+    if scraped and Path(scraped).exists():
+        rows = int(exposition.parse(read(scraped)).total(resolved["indexed"]))
+    return rss, rows
+
+
+def command_index(args) -> int:
+    """Scenario g's index figures: rows and load time from the instance's
+    log line, its RSS and indexed rows just ready, and those of the
+    instance on the few-row database."""
+    work = Work(args.work)
+    deadline = time.monotonic() + 5  # the line follows readiness by microseconds
+    loaded = index_load(read(args.log))
+    while loaded is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        loaded = index_load(read(args.log))
+    if loaded is None:
+        say(f"no '{INDEX_LOADED}' line in {args.log}")
+    resolved = selectors(metrics.load())
+    rss, rows = ready_facts(args.status, args.metrics, resolved)
+    rss_few, rows_few = ready_facts(args.status_few, args.metrics_few, resolved)
+    figures = {
+        "index_log_rows": loaded[0] if loaded else "-",
+        "index_load_seconds": f"{loaded[1]:.6f}" if loaded else "-",
+        "index_rows": rows,
+        "index_rss_kib": rss,
+        "index_rows_few": rows_few,
+        "index_rss_few_kib": rss_few,
+    }
+    for name, value in figures.items():
+        work.add_fact(name, value)
+    say(
+        f"index: {figures['index_rows']} rows indexed, loaded in {figures['index_load_seconds']} s;"
+        f" RSS just ready {rss} KiB against {rss_few} KiB with {rows_few} rows"
+    )
+    return 0
+
+
+def command_cold_start(args) -> int:
+    """Scenario i: samples gatepass's counters until the per-interval L1
+    hit ratio passes COLD_RATIO or `--limit` seconds after ready; records
+    the figures as facts and the intervals in `--samples`."""
+    resolved = selectors(metrics.load())
+    baseline = totals(exposition.parse(read(args.baseline)), resolved)
+    sampled = live_totals(args.metrics_url, resolved, args.ready_at + args.limit, args.interval, args.pid)
+    try:
+        seen = cold_start(baseline, args.ready_at, sampled)
+    except LoadStopped as stopped:
+        say(f"cold start: {stopped} before the sampling ended")
+        return 1
+    Path(args.samples).write_text(
+        "seconds since ready\tl1 hits\tl1 misses\tratio\n"
+        + "".join(f"{t:.3f}\t{h}\t{m}\t{'-' if r is None else f'{r:.4f}'}\n" for t, h, m, r in seen.samples),
+        encoding="utf-8",
+    )
+    work = Work(args.work)
+    work.add_fact("cold_min_lookups", COLD_MIN_LOOKUPS)
+    work.add_fact("cold_reached", "yes" if seen.reached else "no")
+    work.add_fact("cold_seconds", "-" if seen.seconds is None else f"{seen.seconds:.3f}")
+    work.add_fact("cold_elapsed", f"{seen.elapsed:.3f}")
+    for name in ("allow", "invalid", "unavailable", "l1_hit", "l1_miss", "l2_hit", "db_hit", "lookups"):
+        work.add_fact(f"cold_{name}", seen.counts[name])
+    when = f"after {seen.seconds:.2f} s" if seen.reached else f"not within {seen.elapsed:.1f} s"
+    say(
+        f"cold start: L1 hit ratio above {COLD_RATIO:.0%} {when}; meanwhile l2 hits {seen.counts['l2_hit']},"
+        f" token lookups {seen.counts['lookups']}, checks allowed {seen.counts['allow']}"
+    )
     return 0
 
 
@@ -391,6 +578,8 @@ COMMANDS = {
     "wait-flush": command_wait_flush,
     "memory": command_memory,
     "flood": command_flood,
+    "index": command_index,
+    "cold-start": command_cold_start,
     "machine": command_machine,
     "report": command_report,
 }
@@ -418,7 +607,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("key")
 
     series = command("series", "the exposition form of a counter", work=False)
-    series.add_argument("counter", choices=sorted([*COUNTERS, "cached"]))
+    series.add_argument("counter", choices=sorted([*COUNTERS, "cached", "indexed"]))
     counter = command("counter", "a counter's value now", work=False)
     counter.add_argument("counter", choices=sorted(COUNTERS))
     counter.add_argument("--metrics-url", required=True)
@@ -436,8 +625,23 @@ def parser() -> argparse.ArgumentParser:
     memory.add_argument("--status-before", required=True, help="/proc/<pid>/status before any token")
     memory.add_argument("--status-after", required=True, help="/proc/<pid>/status now")
     memory.add_argument("--metrics", required=True, help="/metrics now")
-    flood = command("flood", "record the flood load's duration and p99")
+    flood = command("flood", "record one flood shape's duration and p99")
+    flood.add_argument("--shape", required=True, choices=FLOOD_SHAPES)
     flood.add_argument("output", help="what the flood's wrk printed")
+    index = command("index", "record the index figures of scenario g")
+    index.add_argument("--log", required=True, help="the log of the instance on the bulk rows")
+    index.add_argument("--status", required=True, help="its /proc/<pid>/status just ready")
+    index.add_argument("--metrics", required=True, help="its /metrics just ready")
+    index.add_argument("--status-few", help="/proc/<pid>/status of the instance on few rows, just ready")
+    index.add_argument("--metrics-few", help="/metrics of the instance on few rows, just ready")
+    cold = command("cold-start", "sample a new instance's L1 hit ratio (scenario i)")
+    cold.add_argument("--metrics-url", required=True)
+    cold.add_argument("--baseline", required=True, help="its /metrics when it got ready")
+    cold.add_argument("--ready-at", required=True, type=float, help="when it got ready (seconds since the epoch)")
+    cold.add_argument("--pid", required=True, type=int, help="the load, which must keep running")
+    cold.add_argument("--limit", required=True, type=float, help="give up this many seconds after ready")
+    cold.add_argument("--interval", type=float, default=0.15, help="seconds between samples")
+    cold.add_argument("--samples", required=True, help="file for the intervals sampled")
     machine = command("machine", "record what the report says about the machine")
     machine.add_argument("--nginx", required=True)
     machine.add_argument("--postgres", required=True, help="a database URL psql can query")

@@ -46,7 +46,8 @@ TABLE = [
     ("d deny, HTTP", "no-op", "wrk sat", "d.http.sat.noop", None),
     ("d deny, HTTP", "gatepass", "wrk sat", "d.http.sat.gp", "d.http.sat.noop"),
     ("e valid, no flood", "gatepass", "wrk sat", "e.http.noflood.gp", None),
-    ("e valid, during flood", "gatepass", "wrk sat + flood", "e.http.flood.gp", "e.http.noflood.gp"),
+    ("e valid, flood with id", "gatepass", "wrk sat + flood", "e.http.flood-id.gp", "e.http.noflood.gp"),
+    ("e valid, flood id-less", "gatepass", "wrk sat + flood", "e.http.flood-digest.gp", "e.http.noflood.gp"),
     ("f nginx, unchecked route", "nginx", "wrk sat", "f.http.sat.nginx", None),
     ("f nginx auth_request", "nginx + no-op", "wrk sat", "f.http.sat.nginx-noop", "f.http.sat.nginx"),
     ("f nginx auth_request", "nginx + gatepass", "wrk sat", "f.http.sat.nginx-gp", "f.http.sat.nginx-noop"),
@@ -65,6 +66,9 @@ TABLE = [
 #: The proxies of scenarios f and h: name, and the key of the proxy without
 #: auth (`-noop` and `-gp` added: with the no-op auth server, with gatepass).
 PROXIES = [("nginx auth_request (f)", "f.http.{mode}.nginx"), ("Envoy ext_authz (h)", "h.http.{mode}.envoy")]
+#: The junk of scenario e by flood.lua's BENCH_FLOOD_SHAPE (bench.FLOOD_SHAPES):
+#: shape, its name in the report, the key of the valid load during it.
+FLOODS = [("id", "with id", "e.http.flood-id.gp"), ("digest", "id-less", "e.http.flood-digest.gp")]
 
 
 # --- figures ------------------------------------------------------------------
@@ -136,8 +140,7 @@ class Figures:
         self.results = results
         self.memory = memory
         self.facts = facts
-        self.flood = results.last("e.http.flood.gp", "counts") or {}
-        self.flood_seconds = number(facts.get("flood_seconds"))
+        self.floods = {shape: results.last(key, "counts") or {} for shape, _, key in FLOODS}
 
     def fact(self, name: str) -> str:
         return self.facts.get(name, NOT_MEASURED)
@@ -145,19 +148,23 @@ class Figures:
     def median(self, key: str, column: str):
         return self.results.median(key, column)
 
-    def flood_count(self, counter: str) -> int | None:
-        return self.flood.get(counter)
+    def flood_count(self, shape: str, counter: str) -> int | None:
+        return self.floods[shape].get(counter)
+
+    def flood_seconds(self, shape: str) -> float | None:
+        return number(self.facts.get(f"flood_{shape}_seconds"))
 
     def scenario_a_total(self, counter: str) -> int | None:
         """A counter summed over every scenario-a load of gatepass."""
         rows = [row for row in self.results.rows if re.match(r"a\..*\.gp\.", row["key"]) and row["counts"]]
         return sum(row["counts"][counter] for row in rows) if rows else None
 
-    def junk_cpu(self, column: str) -> str:
-        """What one junk check cost (µs): CPU during the flood beyond what
-        the valid checks cost per check without it, over the junk answered."""
-        during, base = self.median("e.http.flood.gp", column), self.median("e.http.noflood.gp", column)
-        valid, junk = self.median("e.http.flood.gp", "requests"), self.flood_count("invalid")
+    def junk_cpu(self, shape: str, key: str, column: str) -> str:
+        """What one junk check of `shape` cost (µs): CPU during its flood
+        (the valid load `key`) beyond what the valid checks cost per check
+        without it, over the junk answered."""
+        during, base = self.median(key, column), self.median("e.http.noflood.gp", column)
+        valid, junk = self.median(key, "requests"), self.flood_count(shape, "invalid")
         if during is None or base is None or valid is None or not junk:
             return NOT_MEASURED
         return f"{(during - base) * valid / junk:.0f}"
@@ -201,6 +208,47 @@ class Figures:
 
     def worst_bytes_per_token(self) -> int | None:
         return max((row["per_token"] for row in self.memory), default=None)
+
+    def index_rss_delta(self) -> int | None:
+        """KiB the instance on the bulk rows holds more than the one on few rows."""
+        rss, rss_few = number(self.fact("index_rss_kib")), number(self.fact("index_rss_few_kib"))
+        return None if rss is None or rss_few is None else int(rss - rss_few)
+
+    def index_bytes_per_row(self) -> float | None:
+        """Resident memory of the index per row (B): the RSS of the instance
+        just ready on the bulk rows minus that of the one on few rows, over
+        the rows one indexed more than the other."""
+        rss, rss_few = number(self.fact("index_rss_kib")), number(self.fact("index_rss_few_kib"))
+        rows, rows_few = number(self.fact("index_rows")), number(self.fact("index_rows_few"))
+        if None in (rss, rss_few, rows, rows_few) or rows <= rows_few:
+            return None
+        return rounded((rss - rss_few) * 1024 / (rows - rows_few), 1)
+
+    def cold_reached(self) -> bool:
+        """Whether the cold instance's L1 hit ratio passed 99 % ("-" counts
+        as reached: its seconds show "-")."""
+        return self.fact("cold_reached") != "no"
+
+    def cold_seconds(self) -> str:
+        """When the cold instance's L1 hit ratio passed 99 %, as shown."""
+        if not self.cold_reached():
+            return f"not reached in {shown(number(self.fact('cold_elapsed')), '.1f')} s"
+        return f"{shown(number(self.fact('cold_seconds')), '.2f')} s"
+
+    def cold_outcome(self) -> str:
+        """What the cold instance's L1 hit ratio did, as a sentence part."""
+        if not self.cold_reached():
+            elapsed = shown(number(self.fact("cold_elapsed")), ".1f")
+            return f"did not pass a 99 % L1 hit ratio within {elapsed} s of ready"
+        return f"passed a 99 % L1 hit ratio {self.cold_seconds()} after ready"
+
+    def cold_rate(self) -> float | None:
+        """Checks a second the cold instance answered while it was watched."""
+        lookups = [number(self.fact(f"cold_{name}")) for name in ("l1_hit", "l1_miss")]
+        elapsed = number(self.fact("cold_elapsed"))
+        if None in lookups or not elapsed:
+            return None
+        return (lookups[0] + lookups[1]) / elapsed
 
 
 # --- the document -------------------------------------------------------------
@@ -271,22 +319,47 @@ Medians of the rows above; latency at {f.fact('e2e_rate')} requests/s.
 
 
 def flood_section(f: Figures) -> str:
-    junk, statements = f.flood_count("invalid"), f.flood_count("lookups")
-    seconds = f.flood_seconds
-    valid_ratio = ratio(f.median("e.http.flood.gp", "rps"), f.median("e.http.noflood.gp", "rps"))
+    def cells(figure_of) -> str:
+        return " | ".join(figure_of(shape, key) for shape, _, key in FLOODS)
+
+    def length(shape: str, _key: str) -> str:
+        seconds, junk = f.flood_seconds(shape), f.flood_count(shape, "invalid")
+        rate = shown(fraction(junk, seconds), ".0f")
+        return f"{f.fact(f'flood_{shape}_seconds')} s, {rate}/s, p99 {f.fact(f'flood_{shape}_p99')}"
+
+    def counted(*counters: str):
+        return lambda shape, _key: " / ".join(shown(f.flood_count(shape, c), "d") for c in counters)
+
+    def statements(shape: str, _key: str) -> str:
+        count = f.flood_count(shape, "lookups")
+        return f"{shown(count, 'd')} ({shown(fraction(count, f.flood_seconds(shape)), '.0f')}/s)"
+
+    def per_junk(shape: str, _key: str) -> str:
+        return shown(fraction(f.flood_count(shape, "lookups"), f.flood_count(shape, "invalid")), ".2f")
+
+    def cpu(shape: str, key: str) -> str:
+        return f"{f.junk_cpu(shape, key, 'server_cpu_us')} µs / {f.junk_cpu(shape, key, 'store_cpu_us')} µs"
+
+    def valid(_shape: str, key: str) -> str:
+        return ratio(f.median(key, "rps"), f.median("e.http.noflood.gp", "rps"))
+
+    heading = " | ".join(name for _, name, _ in FLOODS)
     return f"""### Flood (e)
 
-{shown(junk, 'd')} random unknown-id tokens in {f.fact('flood_seconds')} s ({shown(fraction(junk, seconds), '.0f')}/s, {f.fact('flood_connections')} connections paced at {f.fact('flood_delay_ms')} ms, p99 {f.fact('flood_p99')}) next to the saturating valid load; the tokens table held {f.fact('token_rows_flood')} rows.
+The saturating valid load of a, once alone and once next to each flood: {f.fact('flood_connections')} connections paced at {f.fact('flood_delay_ms')} ms sending random junk, with id (`<12-digit id>|gp_<40 random><crc32>`, ids that do not exist) or id-less (40 random `[A-Za-z0-9]` and no `|`, looked up by digest like a Sanctum token without its id). Statements are gatepass's own token-lookup count over the valid load.
 
-| | value |
-|---|---|
-| valid checks during the flood (allow counter) | {shown(f.flood_count('allow'), 'd')} |
-| junk answered `invalid_token` / `malformed_token` | {shown(junk, 'd')} / {shown(f.flood_count('malformed'), 'd')} |
-| token lookup statements during the flood | {shown(statements, 'd')} ({shown(fraction(statements, seconds), '.0f')}/s, {shown(fraction(statements, junk), '.2f')} per junk token) |
-| token rows | {f.fact('token_rows_flood')} |
-| CPU per junk check (gatepass / Postgres+Redis), beyond the valid checks' own | {f.junk_cpu('server_cpu_us')} µs / {f.junk_cpu('store_cpu_us')} µs |
-| CPU per valid check without the flood (gatepass) | {figure(f.median('e.http.noflood.gp', 'server_cpu_us'))} µs |
-| valid-check throughput vs no flood | {valid_ratio} |
+| | {heading} |
+|---|{"---|" * len(FLOODS)}
+| flood: length, junk answered per second, p99 (its wrk) | {cells(length)} |
+| valid checks during the flood (allow counter) | {cells(counted('allow'))} |
+| junk answered `invalid_token` / `malformed_token` | {cells(counted('invalid', 'malformed'))} |
+| token lookup statements during the flood | {cells(statements)} |
+| statements per junk token | {cells(per_junk)} |
+| token rows | {cells(lambda shape, _key: f.fact(f'token_rows_flood_{shape}'))} |
+| CPU per junk check (gatepass / Postgres+Redis), beyond the valid checks' own | {cells(cpu)} |
+| valid-check throughput vs no flood | {cells(valid)} |
+
+CPU per valid check without a flood (gatepass): {figure(f.median('e.http.noflood.gp', 'server_cpu_us'))} µs.
 """
 
 
@@ -300,6 +373,41 @@ def memory_section(f: Figures, cached: Selector) -> str:
 {rows}"""
 
 
+def index_section(f: Figures, indexed: Selector) -> str:
+    return f"""### Index of existing tokens (g)
+
+The instance of g just ready (`/readyz` said the index was loaded; nothing checked yet) on the database holding the bulk token rows, and one with the same settings just ready on that database before the bulk insert. Rows and load time from the start-up log line `index of existing tokens loaded`; RSS is VmRSS of `/proc/<pid>/status`.
+
+| | value |
+|---|---|
+| rows loaded (log line) / indexed (`{indexed}`) | {f.fact('index_log_rows')} / {f.fact('index_rows')} |
+| load time (log line) | {shown(number(f.fact('index_load_seconds')), '.3f')} s |
+| RSS just ready: {f.fact('index_rows_few')} rows / {f.fact('index_rows')} rows | {f.fact('index_rss_few_kib')} KiB / {f.fact('index_rss_kib')} KiB |
+| RSS difference | {signed(f.index_rss_delta())} KiB |
+| bytes per row (RSS difference over the rows' difference) | {shown(f.index_bytes_per_row(), '.1f')} |
+"""
+
+
+def cold_section(f: Figures) -> str:
+    rate = f.cold_rate()
+    tokens = number(f.fact("cold_tokens"))
+    cycle = None if rate is None or tokens is None or not rate else tokens / rate
+    return f"""### Cold start (i)
+
+A new gatepass (empty L1 of the default capacity; Redis warm: b's key prefix, filled by b's first pass) got ready with no traffic, and at once a paced load ({f.fact('cold_connections')} connections, each waiting {f.fact('cold_delay_ms')} ms between requests, `wrk -s tokens.lua`) cycled over the first {f.fact('cold_tokens')} tokens of b's list while `/metrics` was read every {f.fact('cold_interval')} s. A token is an L1 hit only from its second request on, so the ratio of L1 hits in an interval can pass 99 % only after one full cycle (here about {shown(cycle, '.1f')} s at the rate measured): the token count is chosen for a cycle of a few seconds.
+
+| | value |
+|---|---|
+| tokens cycling | {f.fact('cold_tokens')} |
+| L1 hit ratio of an interval above 99 %, after ready | {f.cold_seconds()} |
+| L1 hits / misses meanwhile | {f.fact('cold_l1_hit')} / {f.fact('cold_l1_miss')} |
+| checks a second meanwhile (L1 lookups over the time) | {shown(rate, '.0f')} |
+| allowed / `unavailable` meanwhile | {f.fact('cold_allow')} / {f.fact('cold_unavailable')} |
+| L2 hits meanwhile | {f.fact('cold_l2_hit')} |
+| database token lookups meanwhile (statements) | {f.fact('cold_lookups')} |
+"""
+
+
 def targets_section(f: Figures) -> str:
     grpc_ratio = fraction(f.median("a.grpc.sat.gp", "rps"), f.median("a.grpc.sat.noop", "rps"))
     http_ratio = fraction(f.median("a.http.sat.gp", "rps"), f.median("a.http.sat.noop", "rps"))
@@ -308,10 +416,18 @@ def targets_section(f: Figures) -> str:
     b_p99, b_light = f.median("b.http.paced.gp", "p99"), f.median("b.http.light.gp", "p99")
     c_p99, c_light = f.median("c.http.paced.gp", "p99"), f.median("c.http.light.gp", "p99")
     lookups, checks, flushes = (f.scenario_a_total(c) for c in ("lookups", "allow", "flushes"))
-    statements, junk = f.flood_count("lookups"), f.flood_count("invalid")
-    token_rows = number(f.fact("token_rows_flood"))
-    flood_ratio = fraction(f.median("e.http.flood.gp", "rps"), f.median("e.http.noflood.gp", "rps"))
     per_token = ", ".join(f"{r['per_token']} B at {r['tokens']}" for r in f.memory) or NOT_MEASURED
+    floods = []
+    for shape, name, key in FLOODS:
+        statements, junk = f.flood_count(shape, "lookups"), f.flood_count(shape, "invalid")
+        rows = f.fact(f"token_rows_flood_{shape}")
+        share = fraction(f.median(key, "rps"), f.median("e.http.noflood.gp", "rps"))
+        measured = f"{shown(statements, 'd')} statements for {rows} rows ({shown(fraction(statements, junk), '.2f')} per junk token)"
+        floods += [
+            f"| flood {name}: statements bounded by token rows | {measured} | {verdict(statements, '<=', number(rows))} |",
+            f"| flood {name}: valid-check throughput ≥ 90 % of no flood | {percent(share)} | {verdict(share, '>=', 0.90)} |",
+        ]
+    flood_rows = "\n".join(floods)
     return f"""## Targets
 
 | target | measured | |
@@ -325,13 +441,14 @@ def targets_section(f: Figures) -> str:
 | database path p99 ≤ 1 ms, light load | {us(c_light)} µs | {verdict(c_light, "<=", 1000)} |
 | database path p99 ≤ 1 ms, half of gatepass's saturation rate | {us(c_p99)} µs | {verdict(c_p99, "<=", 1000)} |
 | 0 database statements per cached check | {shown(lookups, 'd')} token lookups in {shown(checks, 'd')} cached checks (and {shown(flushes, 'd')} batched last-used writes) | {verdict(lookups, "==", 0)} |
-| flood: statements bounded by token rows | {shown(statements, 'd')} statements for {f.fact('token_rows_flood')} rows ({shown(fraction(statements, junk), '.2f')} per junk token) | {verdict(statements, "<=", token_rows)} |
-| flood: valid-check throughput ≥ 90 % of no flood | {percent(flood_ratio)} | {verdict(flood_ratio, ">=", 0.90)} |
+{flood_rows}
 | ≤ 300 bytes per cached token | {per_token} | {verdict(f.worst_bytes_per_token(), "<=", 300)} |
+
+- Reported, no target: the index of existing tokens, {f.fact('index_rows')} rows, takes {shown(f.index_bytes_per_row(), '.1f')} B of RSS per row and loaded in {shown(number(f.fact('index_load_seconds')), '.3f')} s (g); a new instance with Redis warm {f.cold_outcome()}, over {f.fact('cold_tokens')} tokens, with {f.fact('cold_l2_hit')} L2 hits and {f.fact('cold_lookups')} database token lookups meanwhile (i).
 """
 
 
-def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
+def method_section(f: Figures, lookups: Selector, cached: Selector, indexed: Selector) -> str:
     return f"""## How the scenarios are built
 
 - **Servers.** gatepass is the release build (`cargo build --release`),
@@ -351,7 +468,7 @@ def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
   `GET /auth` with `Authorization: Bearer …` and the headers nginx's
   subrequest adds (`X-Original-Method`, `X-Original-URI`,
   `X-Gatepass-Require-All: orders:read`). The token of a, d, e, f is a
-  real one from `gatepass token issue`; b, c and g use legacy-shaped tokens
+  real one from `gatepass token issue`; b, c, g and i use legacy-shaped tokens
   `<id>|s<n>` inserted with plain SQL (`sha256(('s'||n)::bytea)`).
 - **Saturation**: gRPC `h2load {f.fact('grpc_sat')} -D {f.fact('secs')}` (8 connections × 16
   streams, as Envoy workers multiplex checks); HTTP `wrk {f.fact('http_sat')}` (nginx
@@ -379,11 +496,14 @@ def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
   {f.fact('db_tokens')} other tokens: every check is one Postgres query. Paced like b.
 - **d, deny**: the id of the benchmark token with the secret of another
   (well-formed, checksum valid, wrong digest): `invalid_token` from L1.
-- **e, flood**: the valid load of a (wrk, 32 connections, saturating) and at
-  the same time `wrk -s flood.lua` sending random well-formed tokens
+- **e, flood**: the valid load of a (wrk, 32 connections, saturating), once
+  alone and once during each flood: `wrk -s flood.lua` sending random
+  tokens of one shape (`BENCH_FLOOD_SHAPE`): with id, well-formed
   (`<12-digit id>|gp_<40 random>` with a correct CRC-32) for ids that do
-  not exist, with Redis configured as in production. Statements are
-  `{lookups}` deltas from `/metrics`.
+  not exist; id-less, 40 random `[A-Za-z0-9]` without `|` (a legacy
+  token gatepass looks up by digest). Redis configured as in production.
+  Statements are `{lookups}` deltas from `/metrics` over the valid load,
+  compared with the rows of `tokens` counted before each flood.
 - **f, nginx**: the shipped `nginx/nginx.conf` and `nginx/gatepass.conf`,
   changed only in ports and paths as `tests/gatepass/nginx.rs` does, in
   front of an upstream nginx answering `return 204`; one nginx sends its
@@ -410,7 +530,21 @@ def method_section(f: Figures, lookups: Selector, cached: Selector) -> str:
   after a warm-up on one token, then after checking each token once (wrk
   over the token list until gatepass counted that many database reads), and
   after the following flush. Bytes per token = (RSS after − RSS before) /
-  `{cached}`.
+  `{cached}`. Index of existing tokens: VmRSS and `{indexed}` of that
+  instance as soon as `/readyz` reports `"index":"loaded"`, and of one
+  with the same settings started (and stopped) before the bulk insert,
+  when the database held the benchmark's few tokens; bytes per row = RSS
+  difference / indexed rows' difference. Rows and load time are gatepass's
+  start-up log line `index of existing tokens loaded rows=… took=…`.
+- **i, cold start**: right after b, the scenario-b instance stopped, a new
+  gatepass with Redis under b's key prefix (so Redis holds b's fills) and
+  an empty L1 of default capacity; once `/readyz` says ready (polled every
+  0.1 s), `wrk -s tokens.lua` over the first {f.fact('cold_tokens')} tokens of b's list,
+  {f.fact('cold_connections')} connections each waiting {f.fact('cold_delay_ms')} ms, and `/metrics` every {f.fact('cold_interval')} s: per
+  interval, L1 hits / (hits + misses) of `gatepass_cache_lookups_total`
+  (at least {f.fact('cold_min_lookups')} lookups); the figures run from ready to the end of the
+  first interval above 99 %, or to {f.fact('cold_limit')} s (not reached). L2 hits and
+  token-lookup statements are that instance's counters over the same time.
 - **CPU**: utime+stime from `/proc/<pid>/stat` (all threads) over the load,
   divided by the requests the tool completed. Postgres+Redis: this run's
   Postgres backends and the (shared) redis-server.
@@ -464,8 +598,10 @@ disturbed.
 {proxy_section(f)}
 {flood_section(f)}
 {memory_section(f, selectors["cached"])}
+{index_section(f, selectors["indexed"])}
+{cold_section(f)}
 {targets_section(f)}
-{method_section(f, selectors["lookups"], selectors["cached"])}
+{method_section(f, selectors["lookups"], selectors["cached"], selectors["indexed"])}
 {all_runs_section(f, commands)}"""
 
 

@@ -1,7 +1,12 @@
 import contextlib
+import http.server
 import io
+import os
 import tempfile
+import threading
+import time
 import unittest
+import unittest.mock
 from pathlib import Path
 
 from gatepass_tools import bench, exposition, metrics
@@ -198,6 +203,183 @@ class MemoryAndMachineTest(unittest.TestCase):
             bench.envoy_version("\nenvoy  version: 8a2cd1b5/1.40.0/Clean/RELEASE/BoringSSL\n"), "Envoy 1.40.0"
         )
         self.assertEqual(bench.envoy_version("?"), "?")
+
+
+# Captured from gatepass serve (text format, colours on, stderr to a file).
+SERVE_LOG = (
+    "\x1b[2m2026-12-03T13:35:29.016334Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[2mgatepass::cache::invalidation\x1b[0m"
+    "\x1b[2m:\x1b[0m listening for token and service changes\n"
+    "\x1b[2m2026-12-03T13:35:29.016962Z\x1b[0m \x1b[32m INFO\x1b[0m \x1b[2mgatepass::cache::invalidation\x1b[0m"
+    "\x1b[2m:\x1b[0m index of existing tokens loaded \x1b[3mrows\x1b[0m\x1b[2m=\x1b[0m1000002 \x1b[3mtook"
+    "\x1b[0m\x1b[2m=\x1b[0m105.235µs\n"
+)
+
+
+class IndexTest(unittest.TestCase):
+    def test_rust_durations(self):
+        self.assertEqual(bench.duration_seconds("1.234567s"), 1.234567)
+        self.assertEqual(bench.duration_seconds("2s"), 2.0)
+        self.assertAlmostEqual(bench.duration_seconds("850.1ms"), 0.8501)
+        self.assertAlmostEqual(bench.duration_seconds("105.235µs"), 0.000105235)
+        self.assertAlmostEqual(bench.duration_seconds("120ns"), 1.2e-7)
+        for text in ("1.2", "3m", "fast", ""):
+            with self.assertRaises(ValueError):
+                bench.duration_seconds(text)
+
+    def test_index_line_in_each_log_format(self):
+        rows, seconds = bench.index_load(SERVE_LOG)
+        self.assertEqual(rows, 1000002)
+        self.assertAlmostEqual(seconds, 0.000105235)
+        plain = "2026-12-03T13:35:29Z  INFO gatepass::cache::invalidation: index of existing tokens loaded rows=5 took=1.5s\n"
+        self.assertEqual(bench.index_load("other line\n" + plain), (5, 1.5))
+        json = (
+            '{"timestamp":"2026-12-03T13:35:29Z","level":"INFO","fields":{"message":"index of existing tokens loaded",'
+            '"rows":7,"took":"850.1ms"},"target":"gatepass::cache::invalidation"}\n'
+        )
+        self.assertEqual(bench.index_load(json)[0], 7)
+        self.assertAlmostEqual(bench.index_load(json)[1], 0.8501)
+        self.assertIsNone(bench.index_load("listening for token and service changes\n"))
+
+    def test_index_command_records_facts(self):
+        with tempfile.TemporaryDirectory() as directory:
+            files = {name: Path(directory, name) for name in ("log", "status", "m", "few.status", "few.m")}
+            files["log"].write_text(SERVE_LOG)
+            files["status"].write_text("Name:\tgatepass\nVmRSS:\t   31000 kB\n")
+            files["m"].write_text("gatepass_indexed_tokens 1000002\n")
+            files["few.status"].write_text("VmRSS:\t   11000 kB\n")
+            files["few.m"].write_text("gatepass_indexed_tokens 2\n")
+            args = ["index", "--work", directory, "--log", str(files["log"]), "--status", str(files["status"]),
+                    "--metrics", str(files["m"]), "--status-few", str(files["few.status"]),
+                    "--metrics-few", str(files["few.m"])]  # fmt: skip
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(bench.main(args), 0)
+            facts = Work(directory).facts()
+        self.assertEqual(
+            facts,
+            {"index_log_rows": "1000002", "index_load_seconds": "0.000105", "index_rows": "1000002",
+             "index_rss_kib": "31000", "index_rows_few": "2", "index_rss_few_kib": "11000"},
+        )  # fmt: skip
+
+    def test_few_row_instance_not_captured(self):
+        with tempfile.TemporaryDirectory() as directory:
+            log, status, scraped = Path(directory, "log"), Path(directory, "status"), Path(directory, "m")
+            log.write_text(SERVE_LOG)
+            status.write_text("VmRSS:\t 9 kB\n")
+            scraped.write_text("gatepass_indexed_tokens 3\n")
+            args = ["index", "--work", directory, "--log", str(log), "--status", str(status), "--metrics", str(scraped),
+                    "--status-few", str(Path(directory, "missing"))]  # fmt: skip
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(bench.main(args), 0)
+            facts = Work(directory).facts()
+        self.assertEqual((facts["index_rss_few_kib"], facts["index_rows_few"], facts["index_rows"]), ("-", "-", "3"))
+
+
+def totals(hits: int, misses: int, **others) -> dict:
+    return {**NO_COUNTS, "l1_hit": hits, "l1_miss": misses, **others}
+
+
+class ColdStartTest(unittest.TestCase):
+    def test_interval_ratio_needs_enough_lookups(self):
+        self.assertEqual(bench.interval_ratio(totals(99, 1)), 0.99)
+        self.assertIsNone(bench.interval_ratio(totals(bench.COLD_MIN_LOOKUPS - 1, 0)))
+
+    def test_stops_at_the_first_interval_above_the_ratio(self):
+        baseline = totals(0, 0)
+        sampled = [
+            (100.15, totals(0, 0)),  # nothing yet: no ratio
+            (100.30, totals(5, 600, l2_hit=590, lookups=10)),
+            (100.45, totals(600, 610, l2_hit=600, lookups=10)),  # 595 hits, 10 misses: 98.3 %
+            (100.60, totals(1300, 612, l2_hit=602, lookups=10, allow=1912)),  # 700 / 702: 99.7 %
+            (100.75, totals(2000, 612)),  # never read
+        ]
+        read = iter(sampled)
+        seen = bench.cold_start(baseline, 100.0, read)
+        self.assertTrue(seen.reached)
+        self.assertAlmostEqual(seen.seconds, 0.6)
+        self.assertEqual((seen.counts["l2_hit"], seen.counts["lookups"], seen.counts["allow"]), (602, 10, 1912))
+        self.assertEqual([(h, m) for _, h, m, _ in seen.samples], [(0, 0), (5, 600), (595, 10), (700, 2)])
+        self.assertIsNone(seen.samples[0][3])
+        self.assertEqual(next(read)[0], 100.75)  # read lazily: sampling stopped at the pass
+
+    def test_a_ratio_of_exactly_99_percent_has_not_passed(self):
+        seen = bench.cold_start(totals(0, 0), 0.0, [(1.0, totals(99, 1)), (2.0, totals(198, 2))])
+        self.assertFalse(seen.reached)
+        self.assertIsNone(seen.seconds)
+        self.assertEqual((seen.elapsed, seen.counts["l1_hit"]), (2.0, 198))
+
+    def test_the_command_samples_a_live_instance(self):
+        expositions = iter(
+            ["gatepass_cache_lookups_total{result=\"miss\",tier=\"l1\"} 300\n"]
+            + [
+                f"gatepass_cache_lookups_total{{result=\"hit\",tier=\"l1\"}} {hits}\n"
+                "gatepass_cache_lookups_total{result=\"miss\",tier=\"l1\"} 300\n"
+                "gatepass_cache_lookups_total{result=\"hit\",tier=\"l2\"} 290\n"
+                "gatepass_store_query_duration_seconds_count{operation=\"token_lookup\"} 10\n"
+                for hits in range(100, 10000, 100)
+            ]
+        )
+
+        class Metrics(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = next(expositions).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with tempfile.TemporaryDirectory() as directory:
+                baseline, samples = Path(directory, "m0"), Path(directory, "samples.tsv")
+                baseline.write_text("gatepass_cache_lookups_total{result=\"miss\",tier=\"l1\"} 0\n")
+                args = ["cold-start", "--work", directory, "--metrics-url", f"http://127.0.0.1:{server.server_port}/metrics",
+                        "--baseline", str(baseline), "--ready-at", str(time.time()), "--pid", str(os.getpid()),
+                        "--limit", "30", "--interval", "0.01", "--samples", str(samples)]  # fmt: skip
+                with contextlib.redirect_stderr(io.StringIO()):
+                    self.assertEqual(bench.main(args), 0)
+                facts = Work(directory).facts()
+                intervals = samples.read_text().splitlines()
+        finally:
+            server.shutdown()
+            server.server_close()
+        # 300 misses, then 100 hits and no miss per interval: the second scrape passes.
+        self.assertEqual(intervals[0], "seconds since ready\tl1 hits\tl1 misses\tratio")
+        self.assertEqual([line.split("\t")[1:] for line in intervals[1:]], [["0", "300", "0.0000"], ["100", "0", "1.0000"]])
+        self.assertEqual(facts["cold_reached"], "yes")
+        self.assertEqual((facts["cold_l1_hit"], facts["cold_l1_miss"], facts["cold_l2_hit"], facts["cold_lookups"]),
+                         ("100", "300", "290", "10"))  # fmt: skip
+        self.assertLess(float(facts["cold_seconds"]), 30)
+        self.assertEqual(facts["cold_min_lookups"], str(bench.COLD_MIN_LOOKUPS))
+
+    def test_the_command_fails_when_the_load_stops(self):
+        with tempfile.TemporaryDirectory() as directory:
+            baseline = Path(directory, "m0")
+            baseline.write_text("")
+            with contextlib.redirect_stderr(io.StringIO()) as said:
+                with unittest.mock.patch.object(bench, "scrape", return_value=exposition.parse("")):
+                    status = bench.main(["cold-start", "--work", directory, "--metrics-url", "http://unused",
+                                         "--baseline", str(baseline), "--ready-at", str(time.time()), "--pid", "0",
+                                         "--limit", "30", "--interval", "0", "--samples", str(Path(directory, "s"))])  # fmt: skip
+        self.assertEqual(status, 1)
+        self.assertIn("cold start: the load 0 stopped", said.getvalue())
+
+
+class FloodTest(unittest.TestCase):
+    def test_records_length_and_p99_per_shape(self):
+        with tempfile.TemporaryDirectory() as directory:
+            output = Path(directory, "flood.txt")
+            output.write_text(WRK)
+            self.assertEqual(bench.main(["flood", "--work", directory, "--shape", "digest", str(output)]), 0)
+            output.write_text("  10 requests in 2.00s, 1KB read\n")
+            self.assertEqual(bench.main(["flood", "--work", directory, "--shape", "id", str(output)]), 0)
+            facts = Work(directory).facts()
+        self.assertEqual(
+            facts, {"flood_digest_seconds": "1.1", "flood_digest_p99": "3.78ms", "flood_id_seconds": "2", "flood_id_p99": "-"}
+        )
 
 
 class SeriesTest(unittest.TestCase):

@@ -119,7 +119,7 @@ class RealSourceTest(unittest.TestCase):
 
     def test_the_benchmark_counters_are_declared(self):
         resolved = bench.selectors(self.catalog)
-        self.assertEqual(set(resolved), {*bench.COUNTERS, "cached"})
+        self.assertEqual(set(resolved), {*bench.COUNTERS, "cached", "indexed"})
         self.assertEqual(str(resolved["lookups"]), 'gatepass_store_query_duration_seconds_count{operation="token_lookup"}')
 
     def test_the_prometheus_check_expectations_are_declared(self):
