@@ -37,8 +37,9 @@ pub use redis::{Redis, RedisOptions, Stored};
 pub const DEGRADED_TTL_MS: i64 = 1_000;
 /// How long a lookup of a token the index does not know waits for the
 /// index to be complete through the time it was asked: a feed heartbeat
-/// ([`crate::store::SYNC_EVERY`] apart while lookups wait) or a poll of
-/// the change log away. Below Envoy's shipped ext_authz timeout (250 ms).
+/// (sent when a lookup starts waiting, at most one per
+/// [`crate::store::SYNC_EVERY`]) or a poll of the change log away. Below
+/// Envoy's shipped ext_authz timeout (250 ms).
 const INDEX_WAIT: Duration = Duration::from_millis(200);
 /// Database lookups per second for tokens the index could not vouch for in
 /// time (before its first load, or while the feed is down) and Redis did
@@ -444,10 +445,10 @@ impl Tiers {
         self.inner.known.complete_through(through_ms);
     }
 
-    /// Lookups are waiting for the index to catch up: the feed should
-    /// prove what it has delivered soon.
-    pub fn index_awaited(&self) -> bool {
-        self.inner.known.awaited()
+    /// Resolves when a lookup waits for the index to catch up: the feed
+    /// should prove what it has delivered.
+    pub async fn index_wanted(&self) {
+        self.inner.known.wanted().await;
     }
 
     /// The index's rows and the unix ms it is complete through (0: not

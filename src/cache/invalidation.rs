@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::{Redis, Tiers, TokenChange};
 use crate::metrics::Invalidation;
@@ -61,8 +62,10 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
         let mut loading = tokio::spawn(load_index(tiers.clone()));
         let (mut load_finished, mut index_loaded) = (false, false);
         let mut delivered = feed.delivered_through();
-        let mut sync = tokio::time::interval(SYNC_EVERY);
-        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // A lookup waiting for the index asks for a proof of delivery: a
+        // heartbeat at once, or SYNC_EVERY after the last one, which every
+        // lookup waiting by then shares.
+        let (mut synced_at, mut sync_due) = (None::<Instant>, None::<Instant>);
         tiers.set_feed_connected(true);
         retry = RETRY_MIN;
         tracing::info!("listening for token and service changes");
@@ -76,10 +79,13 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
                 Ok(()) = delivered.changed(), if index_loaded => {
                     tiers.index_complete_through(*delivered.borrow_and_update());
                 }
-                // Checked at every tick: a lookup may start waiting at any time.
-                _ = sync.tick() => if index_loaded && tiers.index_awaited() {
+                _ = tiers.index_wanted(), if index_loaded && sync_due.is_none() => {
+                    sync_due = Some(synced_at.map_or_else(Instant::now, |at| at + SYNC_EVERY));
+                }
+                _ = sleep_until_due(sync_due) => {
                     feed.sync();
-                },
+                    (synced_at, sync_due) = (Some(Instant::now()), None);
+                }
                 _ = prune.tick() => {
                     let ttl_ms = i64::try_from(floor_ttl.as_millis()).unwrap_or(i64::MAX);
                     tiers.prune_floors(super::redis::now_ms().saturating_sub(ttl_ms));
@@ -100,6 +106,14 @@ pub async fn run(tiers: Tiers, floor_ttl: Duration, mut shutdown: watch::Receive
             }
         }
         loading.abort();
+    }
+}
+
+/// Sleeps until `due`; never resolves without one.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

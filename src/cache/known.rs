@@ -21,7 +21,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use roaring::RoaringTreemap;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::token::{TokenDigest, TokenKey};
 
@@ -33,6 +33,9 @@ pub struct Known {
     /// until the first load has finished, when nothing is known to be
     /// absent. Lookups waiting for it to pass their time subscribe.
     complete_through: watch::Sender<i64>,
+    /// Raised by a lookup that starts waiting: the feed should prove what
+    /// it has delivered.
+    wanted: Notify,
 }
 
 impl Default for Known {
@@ -40,6 +43,7 @@ impl Default for Known {
         Self {
             sets: RwLock::default(),
             complete_through: watch::Sender::new(0),
+            wanted: Notify::new(),
         }
     }
 }
@@ -79,9 +83,12 @@ impl Known {
         if self.contains(key) {
             return Indexed::Exists;
         }
-        let mut complete = self.complete_through.subscribe();
-        let settled = complete.wait_for(|through| *through >= asked_ms || self.contains(key));
-        let _ = tokio::time::timeout(wait, settled).await;
+        if *self.complete_through.borrow() < asked_ms && !wait.is_zero() {
+            let mut complete = self.complete_through.subscribe();
+            self.wanted.notify_one();
+            let settled = complete.wait_for(|through| *through >= asked_ms || self.contains(key));
+            let _ = tokio::time::timeout(wait, settled).await;
+        }
         if self.contains(key) {
             Indexed::Exists
         } else if *self.complete_through.borrow() >= asked_ms {
@@ -102,9 +109,10 @@ impl Known {
         });
     }
 
-    /// Lookups are waiting for the index to catch up with their time.
-    pub fn awaited(&self) -> bool {
-        self.complete_through.receiver_count() > 0
+    /// Resolves when a lookup has started waiting for the index to catch
+    /// up with its time (at once if one did since the last call).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
     }
 
     /// Records that a token row with this id and digest exists.
@@ -253,8 +261,10 @@ mod tests {
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(known.awaited());
+        // The waiting lookup asked for a proof.
+        tokio::time::timeout(Duration::from_secs(5), known.wanted())
+            .await
+            .expect("a waiting lookup wants a proof");
         known.insert(7, &TokenDigest::of(b"new"));
         known.complete_through(25);
         assert_eq!(waiting.await.unwrap(), Indexed::Exists);
@@ -270,7 +280,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         known.complete_through(31);
         assert_eq!(waiting.await.unwrap(), Indexed::Absent);
-        assert!(!known.awaited());
 
         let started = std::time::Instant::now();
         let gave_up = known

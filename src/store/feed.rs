@@ -100,8 +100,9 @@ struct Heartbeat {
 /// silent before it counts as lost.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const SILENT_FOR: Duration = Duration::from_millis(2_500);
-/// How often [`ChangeFeed::sync`] is worth calling while someone waits for
-/// the feed to catch up with them.
+/// The least time between two [`ChangeFeed::sync`] calls while lookups
+/// wait for the feed to catch up with them: at most 20 heartbeats a second,
+/// whatever the number of lookups waiting.
 pub const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 impl ChangeFeed {
