@@ -74,16 +74,22 @@ impl<S: Subscriber> Layer<S> for ClientErrorCounter {
 }
 
 /// Records a finished check in the metrics and the log: one line per
-/// denial at info (reason, surface, service and token id, never the
-/// token), allows at debug, store failures at warn at most once a second.
+/// denial of a token gatepass found (reason, surface, service and token
+/// id, never the token) at info; denials that name no token (missing,
+/// malformed, unknown: what a junk flood sends) at most one line a second,
+/// with how many were left out; allows at debug; store failures at warn at
+/// most once a second. The counters count every check.
 pub fn observe_check(
     metrics: &Metrics,
     surface: Surface,
     started: Instant,
     result: &Result<Verdict, CheckError>,
 ) {
+    static ANONYMOUS_DENIALS: OncePerSecond = OncePerSecond::new();
+    static STORE_FAILURES: OncePerSecond = OncePerSecond::new();
     let decision = result.as_ref().ok().map(|verdict| &verdict.decision);
     metrics.record_check(surface, decision, started.elapsed());
+    let now_secs = chrono::Utc::now().timestamp();
     match result {
         Ok(verdict) => {
             let service = verdict.record.as_ref().map(|r| r.service.name.as_str());
@@ -95,26 +101,76 @@ pub fn observe_check(
                     token_id,
                     "check allowed"
                 ),
-                Decision::Deny(reason) => tracing::info!(
+                Decision::Deny(reason) if verdict.record.is_some() => tracing::info!(
                     surface = surface.as_str(),
                     reason = reason.as_str(),
                     service,
                     token_id,
                     "check denied"
                 ),
+                Decision::Deny(reason) => {
+                    if let Some(left_out) = ANONYMOUS_DENIALS.admit(now_secs) {
+                        tracing::info!(
+                            surface = surface.as_str(),
+                            reason = reason.as_str(),
+                            left_out,
+                            "check denied"
+                        );
+                    }
+                }
             }
         }
         Err(error) => {
-            static LAST_WARNING_SECS: AtomicI64 = AtomicI64::new(i64::MIN);
-            let now = chrono::Utc::now().timestamp();
-            let last = LAST_WARNING_SECS.load(Ordering::Relaxed);
-            if last != now
-                && LAST_WARNING_SECS
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if STORE_FAILURES.admit(now_secs).is_some() {
                 tracing::warn!(surface = surface.as_str(), %error, "check unanswerable: token store unavailable");
             }
         }
+    }
+}
+
+/// Lets one event a second through and counts the rest.
+struct OncePerSecond {
+    second: AtomicI64,
+    left_out: AtomicU64,
+}
+
+impl OncePerSecond {
+    const fn new() -> Self {
+        Self {
+            second: AtomicI64::new(i64::MIN),
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(events left out since the last one let through)` for the first
+    /// event of a second, `None` for the others.
+    fn admit(&self, now_secs: i64) -> Option<u64> {
+        let last = self.second.load(Ordering::Relaxed);
+        if last != now_secs
+            && self
+                .second
+                .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.left_out.swap(0, Ordering::Relaxed));
+        }
+        self.left_out.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OncePerSecond;
+
+    #[test]
+    fn one_event_a_second_gets_through_with_the_count_of_the_rest() {
+        let limit = OncePerSecond::new();
+        assert_eq!(limit.admit(10), Some(0));
+        assert_eq!(limit.admit(10), None);
+        assert_eq!(limit.admit(10), None);
+        assert_eq!(limit.admit(11), Some(2));
+        assert_eq!(limit.admit(11), None);
+        assert_eq!(limit.admit(12), Some(1));
     }
 }

@@ -280,7 +280,7 @@ Each load lasted {f.fact('secs')} s. In f and h the no-op rows are compared with
 {rows}
 
 - Fixed-rate loads that did not reach 97 % of their rate (the client could not keep up, so their latency is not at that rate): {f.shortfall()}.
-- Deny vs allow (gatepass, saturation): gRPC {ratio(f.median('d.grpc.sat.gp', 'rps'), f.median('a.grpc.sat.gp', 'rps'))}, HTTP {ratio(f.median('d.http.sat.gp', 'rps'), f.median('a.http.sat.gp', 'rps'))} of the allow throughput. Every denial writes one log line (info); the log had {f.fact('deny_log_bytes')} bytes after scenario d.
+- Deny vs allow (gatepass, saturation): gRPC {ratio(f.median('d.grpc.sat.gp', 'rps'), f.median('a.grpc.sat.gp', 'rps'))}, HTTP {ratio(f.median('d.http.sat.gp', 'rps'), f.median('a.http.sat.gp', 'rps'))} of the allow throughput. Every denial of a token gatepass found (d: a known id, a wrong secret) writes one log line (info); the log had {f.fact('deny_log_bytes')} bytes after scenario d.
 """
 
 
