@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::model::{Ability, NetList, ServiceName, TokenKind, TokenRecord};
 use crate::token::TokenDigest;
-pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY, SYNC_EVERY};
+pub use feed::{Change, ChangeFeed, HEARTBEAT_EVERY, SYNC_EVERY, advance};
 pub use mysql::MysqlStore;
 pub use postgres::PostgresStore;
 pub use sanctum::{SanctumOptions, SanctumStore};

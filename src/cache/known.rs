@@ -100,13 +100,7 @@ impl Known {
 
     /// Every token row committed before `through_ms` is in the index.
     pub fn complete_through(&self, through_ms: i64) {
-        self.complete_through.send_if_modified(|current| {
-            let later = through_ms > *current;
-            if later {
-                *current = through_ms;
-            }
-            later
-        });
+        crate::store::advance(&self.complete_through, through_ms);
     }
 
     /// Resolves when a lookup has started waiting for the index to catch

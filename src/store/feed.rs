@@ -177,8 +177,8 @@ pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// Moves `delivered_through` forward, never back.
-pub(super) fn advance(delivered_through: &watch::Sender<i64>, through_ms: i64) {
+/// Moves a time through which something is complete forward, never back.
+pub fn advance(delivered_through: &watch::Sender<i64>, through_ms: i64) {
     delivered_through.send_if_modified(|current| {
         let later = through_ms > *current;
         if later {
